@@ -1,0 +1,1 @@
+"""HTTP command routes. Dependencies come from ``app.state``, set by the composition root."""

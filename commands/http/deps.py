@@ -1,0 +1,52 @@
+"""Typed dependencies of the command routes; ops/ puts the objects on ``app.state``."""
+
+from __future__ import annotations
+
+from typing import Annotated, Protocol
+from uuid import UUID
+
+from fastapi import Depends, Request
+from fastapi.security import OAuth2PasswordBearer
+
+from commands.identity import Identity
+from commands.tasks import Tasks
+from domain.errors import Unauthenticated
+from domain.meta import Meta, meta
+
+bearer = OAuth2PasswordBearer(tokenUrl="/v1/auth/token", auto_error=False)
+
+
+class Authenticator(Protocol):
+    async def user_for(self, access_token: str) -> UUID:
+        """The user an access token speaks for; raises Unauthenticated otherwise."""
+        ...
+
+
+def _identity(request: Request) -> Identity:
+    identity: Identity = request.app.state.identity
+    return identity
+
+
+def _tasks(request: Request) -> Tasks:
+    tasks: Tasks = request.app.state.tasks
+    return tasks
+
+
+async def _current_user(
+    request: Request, token: Annotated[str | None, Depends(bearer)]
+) -> UUID:
+    if not token:
+        raise Unauthenticated("missing bearer token")
+    authenticator: Authenticator = request.app.state.authenticator
+    user_id = await authenticator.user_for(token)
+    request.state.user_id = str(user_id)
+    return user_id
+
+
+def request_meta(request: Request, actor: UUID | None = None) -> Meta:
+    return meta(actor, request.state.request_id, request.headers.get("traceparent"))
+
+
+IdentityApp = Annotated[Identity, Depends(_identity)]
+TasksApp = Annotated[Tasks, Depends(_tasks)]
+CurrentUser = Annotated[UUID, Depends(_current_user)]

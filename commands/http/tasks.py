@@ -1,0 +1,161 @@
+"""Task command routes: create, change, delete. Reads live in queries/."""
+
+from __future__ import annotations
+
+from datetime import UTC
+from typing import Annotated, Any, Protocol
+from uuid import UUID
+
+from fastapi import APIRouter, Header, Request, Response, status
+from fastapi.concurrency import run_in_threadpool
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator
+
+from commands.http.deps import CurrentUser, TasksApp, request_meta
+from commands.written import Written
+from domain.errors import VersionMismatch
+from domain.tasks import Priority, Status
+
+router = APIRouter(prefix="/v1/tasks", tags=["tasks"])
+
+Title = Annotated[str, Field(min_length=1, max_length=200)]
+Description = Annotated[str, Field(max_length=5000)]
+Label = Annotated[str, Field(min_length=1, max_length=50)]
+Labels = Annotated[list[Label], Field(max_length=20)]
+
+
+class WriteTracker(Protocol):
+    """Remembers a user's last write so their next read can wait for it (read-your-writes)."""
+
+    async def wrote(self, user_id: UUID, application: str, position: int) -> None: ...
+
+
+class _TaskFields(BaseModel):
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=False)
+
+    @field_validator("title", check_fields=False)
+    @classmethod
+    def _title_not_blank(cls, value: str | None) -> str | None:
+        if value is not None and not value.strip():
+            raise ValueError("title must not be blank")
+        return value
+
+    @field_validator("labels", check_fields=False)
+    @classmethod
+    def _labels_distinct(cls, value: list[str] | None) -> list[str] | None:
+        if value is not None and len(set(value)) != len(value):
+            raise ValueError("labels must be distinct")
+        return value
+
+    @field_validator("due_date", check_fields=False)
+    @classmethod
+    def _due_in_utc(cls, value: AwareDatetime | None) -> AwareDatetime | None:
+        return None if value is None else value.astimezone(UTC)
+
+
+class CreateTask(_TaskFields):
+    title: Title
+    description: Description = ""
+    status: Status = Status.TODO
+    priority: Priority = Priority.MEDIUM
+    due_date: AwareDatetime | None = None
+    labels: Labels = []
+
+
+class ChangeTask(_TaskFields):
+    """Any subset of the writable fields; only ``due_date`` may be set to null."""
+
+    title: Title | None = None
+    description: Description | None = None
+    status: Status | None = None
+    priority: Priority | None = None
+    due_date: AwareDatetime | None = None
+    labels: Labels | None = None
+
+    @field_validator("title", "description", "status", "priority", "labels", mode="before")
+    @classmethod
+    def _not_null(cls, value: Any) -> Any:
+        if value is None:
+            raise ValueError("may not be null")
+        return value
+
+    def changes(self) -> dict[str, Any]:
+        return {name: getattr(self, name) for name in self.model_fields_set}
+
+
+class WrittenOut(BaseModel):
+    id: UUID
+    version: int
+    position: int | None
+
+
+def parse_if_match(value: str | None) -> int | None:
+    """``If-Match: "3"`` (or W/"3", or 3); anything unparseable can never match."""
+    if value is None:
+        return None
+    text = value.strip().removeprefix("W/").strip('"')
+    if not text.isdigit():
+        raise VersionMismatch(-1, -1)
+    return int(text)
+
+
+async def _remember(request: Request, user: UUID, written: Written) -> None:
+    if written.position is not None:
+        tracker: WriteTracker = request.app.state.write_tracker
+        await tracker.wrote(user, "Tasks", written.position)
+
+
+def _out(response: Response, written: Written) -> WrittenOut:
+    response.headers["ETag"] = f'"{written.version}"'
+    return WrittenOut(id=written.id, version=written.version, position=written.position)
+
+
+@router.post("", status_code=status.HTTP_201_CREATED, response_model=WrittenOut)
+async def create_task(
+    body: CreateTask, user: CurrentUser, tasks: TasksApp, request: Request, response: Response
+) -> WrittenOut:
+    """Create a task owned by the caller."""
+    written = await run_in_threadpool(
+        lambda: tasks.create_task(owner_id=user, meta=request_meta(request, user),
+                                  **body.model_dump())
+    )
+    await _remember(request, user, written)
+    response.headers["Location"] = f"/v1/tasks/{written.id}"
+    return _out(response, written)
+
+
+@router.patch("/{task_id}", response_model=WrittenOut)
+async def change_task(
+    task_id: UUID,
+    body: ChangeTask,
+    user: CurrentUser,
+    tasks: TasksApp,
+    request: Request,
+    response: Response,
+    if_match: Annotated[str | None, Header()] = None,
+) -> WrittenOut:
+    """Change any subset of a task's fields; only its owner may, and If-Match guards the version."""
+    expected = parse_if_match(if_match)
+    written = await run_in_threadpool(
+        lambda: tasks.update_task(task_id, actor=user, changes=body.changes(),
+                                  expected_version=expected, meta=request_meta(request, user))
+    )
+    await _remember(request, user, written)
+    return _out(response, written)
+
+
+@router.delete("/{task_id}", status_code=status.HTTP_204_NO_CONTENT)
+async def delete_task(
+    task_id: UUID,
+    user: CurrentUser,
+    tasks: TasksApp,
+    request: Request,
+    if_match: Annotated[str | None, Header()] = None,
+) -> Response:
+    """Delete a task; afterwards it answers 404 everywhere, though its history stays."""
+    expected = parse_if_match(if_match)
+    written = await run_in_threadpool(
+        lambda: tasks.delete_task(task_id, actor=user, expected_version=expected,
+                                  meta=request_meta(request, user))
+    )
+    await _remember(request, user, written)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)

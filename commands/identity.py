@@ -1,0 +1,91 @@
+"""The Identity application: users, unique emails, password resets. Login reads this write model."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from uuid import UUID, uuid4
+
+from eventsourcing.application import AggregateNotFoundError, Application
+from eventsourcing.persistence import IntegrityError
+
+from commands.written import Written
+from domain.errors import EmailTaken, InvalidResetToken, UserNotFound
+from domain.identity import EmailIndex, User, normalise_email
+from domain.meta import Meta
+from domain.reset_tokens import ResetClaim
+
+
+@dataclass(frozen=True, slots=True)
+class ResetRequest:
+    claim: ResetClaim
+    written: Written
+
+
+class Identity(Application[UUID]):
+    name = "Identity"
+
+    def register(
+        self, *, email: str, display_name: str, password_hash: str, meta: Meta
+    ) -> Written:
+        """An email belongs to one account: the index aggregate, saved with the user, enforces it."""
+        user = User(
+            email=normalise_email(email),
+            display_name=display_name,
+            password_hash=password_hash,
+            meta=meta,
+        )
+        index = EmailIndex(email=normalise_email(email), user_id=user.id)
+        try:
+            recordings = self.save(user, index)
+        except IntegrityError:
+            raise EmailTaken(normalise_email(email)) from None
+        return Written.of(user.id, user.version, recordings)
+
+    def get_user(self, user_id: UUID) -> User:
+        try:
+            user: User = self.repository.get(user_id)
+        except AggregateNotFoundError:
+            raise UserNotFound(str(user_id)) from None
+        return user
+
+    def find_by_email(self, email: str) -> User | None:
+        try:
+            index: EmailIndex = self.repository.get(EmailIndex.create_id(email))
+        except AggregateNotFoundError:
+            return None
+        return self.get_user(index.user_id)
+
+    def request_password_reset(
+        self, email: str, *, ttl: timedelta, meta: Meta, now: datetime | None = None
+    ) -> ResetRequest | None:
+        """Unknown emails are not an error: the caller must not learn who is registered."""
+        user = self.find_by_email(email)
+        if user is None:
+            return None
+        expires_at = (now or datetime.now(UTC)) + ttl
+        request_id = uuid4()
+        user.request_password_reset(
+            request_id=request_id, expires_at=expires_at.isoformat(), meta=meta
+        )
+        written = Written.of(user.id, user.version, self.save(user))
+        return ResetRequest(ResetClaim(user.id, request_id, expires_at), written)
+
+    def reset_password(
+        self, claim: ResetClaim, *, password_hash: str, meta: Meta, now: datetime | None = None
+    ) -> Written:
+        """A reset request works once, before it expires, and only while no newer change spent it."""
+        try:
+            user = self.get_user(claim.user_id)
+        except UserNotFound:
+            raise InvalidResetToken("unknown user") from None
+        if not user.reset_is_pending(claim.request_id, now or datetime.now(UTC)):
+            raise InvalidResetToken("already used or superseded")
+        user.change_password(
+            password_hash=password_hash, reset_request_id=claim.request_id, meta=meta
+        )
+        try:
+            return Written.of(user.id, user.version, self.save(user))
+        except IntegrityError:
+            # A concurrent use of the same token (or another change) won: this one is spent.
+            raise InvalidResetToken("already used") from None

@@ -1,0 +1,106 @@
+"""The Tasks application: every change to a task is an event, made only by its owner."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from datetime import datetime
+from typing import Any
+from uuid import UUID
+
+from eventsourcing.application import AggregateNotFoundError, Application
+from eventsourcing.persistence import IntegrityError
+
+from commands.written import Written
+from domain.errors import ConcurrentWrite, TaskNotFound, VersionMismatch
+from domain.meta import Meta
+from domain.tasks import Priority, Status, Task
+
+# A write without If-Match that loses a race is re-read and re-applied this many times
+# before the caller hears 409: the client asked for "my change", not "my change on version N".
+RACE_RETRIES = 5
+
+
+class Tasks(Application[UUID]):
+    name = "Tasks"
+
+    def create_task(
+        self,
+        *,
+        owner_id: UUID,
+        title: str,
+        description: str = "",
+        status: Status = Status.TODO,
+        priority: Priority = Priority.MEDIUM,
+        due_date: datetime | None = None,
+        labels: list[str] | None = None,
+        meta: Meta,
+    ) -> Written:
+        """Anyone signed in may create a task; they own it."""
+        task = Task.create(
+            owner_id=owner_id,
+            title=title,
+            description=description,
+            status=status,
+            priority=priority,
+            due_date=due_date,
+            labels=labels or [],
+            meta=meta,
+        )
+        return Written.of(task.id, task.version, self.save(task))
+
+    def update_task(
+        self,
+        task_id: UUID,
+        *,
+        actor: UUID,
+        changes: Mapping[str, Any],
+        expected_version: int | None = None,
+        meta: Meta,
+    ) -> Written:
+        """Only the owner may change a task; a stale If-Match is refused, a lost race retried."""
+
+        def apply(task: Task) -> None:
+            edits = {k: v for k, v in changes.items() if k != "status"}
+            if edits:
+                task.edit(edits, meta)
+            if "status" in changes:
+                task.change_status(Status(changes["status"]), meta)
+
+        return self._write(task_id, actor, expected_version, apply)
+
+    def delete_task(
+        self, task_id: UUID, *, actor: UUID, expected_version: int | None = None, meta: Meta
+    ) -> Written:
+        """Only the owner may delete a task; afterwards it is gone for every command."""
+        return self._write(task_id, actor, expected_version, lambda task: task.delete(meta))
+
+    def get_owned(self, task_id: UUID, actor: UUID) -> Task:
+        """Someone else's task is reported exactly like a missing one."""
+        try:
+            task: Task = self.repository.get(task_id)
+        except AggregateNotFoundError:
+            raise TaskNotFound(str(task_id)) from None
+        if task.owner_id != actor or task.deleted:
+            raise TaskNotFound(str(task_id))
+        return task
+
+    def _write(
+        self,
+        task_id: UUID,
+        actor: UUID,
+        expected_version: int | None,
+        apply: Callable[[Task], None],
+    ) -> Written:
+        attempts = 1 if expected_version is not None else RACE_RETRIES
+        for _ in range(attempts):
+            task = self.get_owned(task_id, actor)
+            if expected_version is not None and task.version != expected_version:
+                raise VersionMismatch(expected_version, task.version)
+            apply(task)
+            if not task.pending_events:
+                return Written(task.id, task.version, None)
+            try:
+                return Written.of(task.id, task.version, self.save(task))
+            except IntegrityError:
+                continue
+        raise ConcurrentWrite(f"task {task_id} was changed by another request")

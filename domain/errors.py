@@ -1,0 +1,64 @@
+"""Errors a user can cause. Each is mapped once to an HTTP status at the edge."""
+
+from __future__ import annotations
+
+
+class DomainError(Exception):
+    """Base of every error a caller can cause."""
+
+
+class NotFound(DomainError):
+    """The thing does not exist, or is not the caller's (the two look the same)."""
+
+
+class TaskNotFound(NotFound):
+    pass
+
+
+class UserNotFound(NotFound):
+    pass
+
+
+class EmailTaken(DomainError):
+    """Another account already uses this email (case-insensitive)."""
+
+
+class VersionMismatch(DomainError):
+    """The caller's If-Match is not the current version."""
+
+    def __init__(self, expected: int, actual: int) -> None:
+        super().__init__(f"expected version {expected}, current version is {actual}")
+        self.expected = expected
+        self.actual = actual
+
+
+class ConcurrentWrite(DomainError):
+    """Another write to the same aggregate won the race inside the store."""
+
+
+class InvalidCredentials(DomainError):
+    """Unknown email or wrong password: deliberately indistinguishable."""
+
+
+class InvalidResetToken(DomainError):
+    """The reset token is forged, expired, already used or superseded."""
+
+
+class Unauthenticated(DomainError):
+    """No valid access token: missing, forged, expired or revoked."""
+
+
+class RateLimited(DomainError):
+    """Too many attempts; the caller may try again after ``retry_after`` seconds."""
+
+    def __init__(self, retry_after: int) -> None:
+        super().__init__(f"too many attempts, retry after {retry_after}s")
+        self.retry_after = retry_after
+
+
+class Unavailable(DomainError):
+    """A dependency (read model, cache, broker) does not answer; the request may be retried."""
+
+    def __init__(self, dependency: str) -> None:
+        super().__init__(f"{dependency} is unavailable")
+        self.dependency = dependency

@@ -1,0 +1,71 @@
+"""Identity aggregates: the User, and the email index that makes emails unique in the store."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from uuid import NAMESPACE_URL, UUID, uuid5
+
+from eventsourcing.domain import Aggregate, event
+
+from domain.meta import Meta
+
+EMAIL_NAMESPACE = uuid5(NAMESPACE_URL, "https://taskledger.dev/email-index")
+
+
+def normalise_email(email: str) -> str:
+    return email.strip().lower()
+
+
+class User(Aggregate):
+    """A registered person. Holds an argon2 hash (never a password) and pending reset requests."""
+
+    class Registered(Aggregate.Created):
+        email: str
+        display_name: str
+        password_hash: str
+        meta: Meta
+
+    @event(Registered)
+    def __init__(self, email: str, display_name: str, password_hash: str, meta: Meta) -> None:
+        self.email = email
+        self.display_name = display_name
+        self.password_hash = password_hash
+        # request id -> ISO expiry; a reset may use one only while it is listed here.
+        self.pending_resets: dict[str, str] = {}
+
+    @event("PasswordResetRequested")
+    def request_password_reset(self, request_id: UUID, expires_at: str, meta: Meta) -> None:
+        self.pending_resets[str(request_id)] = expires_at
+
+    @event("PasswordChanged")
+    def change_password(
+        self, password_hash: str, reset_request_id: UUID | None, meta: Meta
+    ) -> None:
+        self.password_hash = password_hash
+        # Any password change spends every outstanding reset request.
+        self.pending_resets = {}
+
+    @event("Renamed")
+    def rename(self, display_name: str, meta: Meta) -> None:
+        self.display_name = display_name
+
+    def reset_is_pending(self, request_id: UUID, now: datetime) -> bool:
+        expires = self.pending_resets.get(str(request_id))
+        return expires is not None and datetime.fromisoformat(expires) > now
+
+
+class EmailIndex(Aggregate):
+    """Saved with its User in one transaction; its deterministic id makes a duplicate conflict."""
+
+    class Claimed(Aggregate.Created):
+        email: str
+        user_id: UUID
+
+    @event(Claimed)
+    def __init__(self, email: str, user_id: UUID) -> None:
+        self.email = email
+        self.user_id = user_id
+
+    @staticmethod
+    def create_id(email: str) -> UUID:
+        return uuid5(EMAIL_NAMESPACE, normalise_email(email))

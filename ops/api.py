@@ -1,0 +1,53 @@
+"""Builds the HTTP API process: routers, middleware, and the objects routes find on app.state."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Literal
+from uuid import UUID
+
+from fastapi import FastAPI
+
+from commands.http import tasks as task_commands
+from ops.bootstrap import build_write_side
+from ops.http import BodyLimitMiddleware, RequestIdMiddleware, install_error_handlers
+from ops.settings import Settings
+
+Routes = Literal["auth", "tasks", "all"]
+
+
+class NoWriteTracking:
+    """Until the read side tracks positions, there is nothing to wait for."""
+
+    async def wrote(self, user_id: UUID, application: str, position: int) -> None:
+        return None
+
+
+def build_api(settings: Settings, routes: Routes = "all") -> FastAPI:
+    """The API app. Connections open in the lifespan, never at import time."""
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        write_side = build_write_side(settings)
+        app.state.identity = write_side.identity
+        app.state.tasks = write_side.tasks
+        app.state.write_tracker = NoWriteTracking()
+        try:
+            yield
+        finally:
+            write_side.close()
+
+    app = FastAPI(
+        title="taskledger",
+        version="1",
+        description="An event-sourced task manager: commands append events, reads come "
+        "from projections. Errors are RFC 9457 problem details.",
+        lifespan=lifespan,
+    )
+    install_error_handlers(app)
+    app.add_middleware(BodyLimitMiddleware)
+    app.add_middleware(RequestIdMiddleware)
+    if routes in ("tasks", "all"):
+        app.include_router(task_commands.router)
+    return app

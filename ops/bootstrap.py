@@ -1,0 +1,62 @@
+"""The composition root: the one place that builds clients, applications and adapters.
+
+Nothing connects at import time; every process entry point calls a builder here with its
+Settings, and the tests call the same builders with theirs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import unquote, urlsplit
+
+from commands.identity import Identity
+from commands.tasks import Tasks
+from ops.settings import Settings
+
+
+@dataclass(frozen=True, slots=True)
+class WriteSide:
+    identity: Identity
+    tasks: Tasks
+
+    def close(self) -> None:
+        self.identity.close()
+        self.tasks.close()
+
+
+def event_store_url(settings: Settings) -> str:
+    if settings.event_store_url:
+        return settings.event_store_url
+    return f"sqlite:///{(settings.data_dir / 'events.sqlite').resolve()}"
+
+
+def event_store_env(settings: Settings) -> dict[str, str]:
+    """Translate TASKLEDGER_EVENT_STORE_URL into the eventsourcing library's environment."""
+    url = urlsplit(event_store_url(settings))
+    if url.scheme == "sqlite":
+        path = Path(unquote(url.path))
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return {
+            "PERSISTENCE_MODULE": "eventsourcing.sqlite",
+            "SQLITE_DBNAME": str(path),
+            "SQLITE_LOCK_TIMEOUT": "10",
+        }
+    return {
+        "PERSISTENCE_MODULE": "eventsourcing.postgres",
+        "POSTGRES_DBNAME": url.path.lstrip("/") or "postgres",
+        "POSTGRES_HOST": url.hostname or "127.0.0.1",
+        "POSTGRES_PORT": str(url.port or 5432),
+        "POSTGRES_USER": unquote(url.username or "postgres"),
+        "POSTGRES_PASSWORD": unquote(url.password or ""),
+        "POSTGRES_POOL_SIZE": str(settings.postgres_pool_size),
+        "POSTGRES_MAX_OVERFLOW": str(settings.postgres_max_overflow),
+        "POSTGRES_CONN_MAX_AGE": "600",
+        "POSTGRES_PRE_PING": "y",
+        "POSTGRES_LOCK_TIMEOUT": "5",
+    }
+
+
+def build_write_side(settings: Settings) -> WriteSide:
+    env = event_store_env(settings)
+    return WriteSide(identity=Identity(env=env), tasks=Tasks(env=env))

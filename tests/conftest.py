@@ -1,0 +1,6 @@
+"""Test session wiring. Service fixtures live in tests/fixtures/, one module per engine."""
+
+pytest_plugins = [
+    "tests.fixtures.services",
+    "tests.fixtures.api",
+]
