@@ -43,3 +43,24 @@ class Projector(Protocol):
     async def apply(self, batch: Sequence[Envelope]) -> None:
         """Apply a batch; re-applying any batch, in any crash pattern, changes nothing."""
         ...
+
+
+class Projection(Protocol):
+    """A named read model that can be built in numbered generations (blue/green rebuilds).
+
+    Generation N writes only to its own collections/keys (e.g. Mongo ``{name}_v{N}_tasks``,
+    Redis ``{prefix}rm:{name}:v{N}:…``); the live generation is an alias the query side reads
+    (Mongo collection ``projection_aliases``: ``{_id: name, generation: N}``).
+    """
+
+    name: str
+    upstreams: Sequence[str]
+    topics: Sequence[str]
+
+    def projector(self, generation: int) -> Projector:
+        """The projector that writes generation ``generation``."""
+        ...
+
+    async def drop(self, generation: int) -> None:
+        """Remove every collection and key of a generation that is no longer live."""
+        ...
