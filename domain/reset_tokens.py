@@ -27,6 +27,11 @@ class ResetClaim:
     expires_at: datetime
 
 
+def reset_key(secret: bytes) -> bytes:
+    """The reset-token key, derived from the server secret so it never doubles as the JWT key."""
+    return hmac.new(secret, b"reset-token", hashlib.sha256).digest()
+
+
 def _b64(data: bytes) -> str:
     return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
 
