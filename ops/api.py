@@ -8,9 +8,12 @@ from typing import Literal
 from uuid import UUID
 
 from fastapi import FastAPI
+from fastapi.concurrency import run_in_threadpool
+from redis.asyncio import Redis
 
 from commands.http import tasks as task_commands
-from ops.bootstrap import build_write_side
+from ops import health
+from ops.bootstrap import WriteSide, build_write_side
 from ops.http import BodyLimitMiddleware, RequestIdMiddleware, install_error_handlers
 from ops.settings import Settings
 
@@ -24,6 +27,21 @@ class NoWriteTracking:
         return None
 
 
+def readiness_probes(write_side: WriteSide, redis: Redis | None) -> dict[str, health.Probe]:
+    """What /health/ready checks: the event store (both logs) and Redis."""
+
+    async def event_store() -> None:
+        await run_in_threadpool(write_side.identity.recorder.max_notification_id)
+        await run_in_threadpool(write_side.tasks.recorder.max_notification_id)
+
+    async def redis_answers() -> None:
+        if redis is None:
+            raise RuntimeError("TASKLEDGER_REDIS_URL is not set")
+        await redis.ping()
+
+    return {"event_store": event_store, "redis": redis_answers}
+
+
 def build_api(settings: Settings, routes: Routes = "all") -> FastAPI:
     """The API app. Connections open in the lifespan, never at import time."""
 
@@ -33,9 +51,14 @@ def build_api(settings: Settings, routes: Routes = "all") -> FastAPI:
         app.state.identity = write_side.identity
         app.state.tasks = write_side.tasks
         app.state.write_tracker = NoWriteTracking()
+        redis = Redis.from_url(settings.redis_url) if settings.redis_url else None
+        app.state.redis = redis
+        app.state.readiness = readiness_probes(write_side, redis)
         try:
             yield
         finally:
+            if redis is not None:
+                await redis.aclose()
             write_side.close()
 
     app = FastAPI(
@@ -48,6 +71,7 @@ def build_api(settings: Settings, routes: Routes = "all") -> FastAPI:
     install_error_handlers(app)
     app.add_middleware(BodyLimitMiddleware)
     app.add_middleware(RequestIdMiddleware)
+    app.include_router(health.router)
     if routes in ("tasks", "all"):
         app.include_router(task_commands.router)
     return app

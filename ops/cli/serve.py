@@ -2,7 +2,51 @@
 
 from __future__ import annotations
 
-import typer
+from typing import Annotated
 
-app = typer.Typer(help="Run one process of the system, configured from the environment.",
-                  no_args_is_help=True)
+import typer
+import uvicorn
+from starlette.types import ASGIApp
+
+from ops.api import Routes, build_api
+from ops.cli.environment import settings_or_exit
+from ops.logs import Level, configure_logging
+
+app = typer.Typer(
+    help="Run one process of the system, configured from the environment.",
+    no_args_is_help=True,
+)
+
+Host = Annotated[str, typer.Option(help="Interface to listen on.")]
+Port = Annotated[int, typer.Option(min=1, max=65535, help="TCP port to listen on.")]
+
+
+def serve_http(asgi: ASGIApp, host: str, port: int, level: Level) -> None:
+    """Every HTTP process (and the benchmark's baseline) runs under the same uvicorn setup."""
+    uvicorn.run(
+        asgi,
+        host=host,
+        port=port,
+        # Our root handler formats uvicorn's records too; per-request lines come from the app,
+        # which knows the request id and user, so uvicorn's access log stays off.
+        log_config=None,
+        log_level=level.lower(),
+        access_log=False,
+        lifespan="on",
+        server_header=False,
+        timeout_graceful_shutdown=10,
+    )
+
+
+@app.command("api")
+def api(
+    host: Host = "127.0.0.1",
+    port: Port = 8000,
+    routes: Annotated[
+        Routes, typer.Option(help="Serve only the auth routes, only the task routes, or all.")
+    ] = "all",
+) -> None:
+    """The HTTP API alone; --routes lets auth and tasks be deployed and scaled apart."""
+    settings = settings_or_exit()
+    configure_logging(settings.log_level, json_lines=settings.log_json)
+    serve_http(build_api(settings, routes), host, port, settings.log_level)

@@ -1,0 +1,5 @@
+"""``python -m ops`` is the ``taskledger`` command."""
+
+from ops.cli import app
+
+app(prog_name="taskledger")

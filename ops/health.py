@@ -1,0 +1,48 @@
+"""Liveness and readiness: live while the process runs, ready while its dependencies answer.
+
+Each process registers its probes on ``app.state.readiness`` (name -> probe); readiness runs
+them all, bounded in time, and names the first that fails.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable, Mapping
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse
+
+from ops.http import problem
+
+Probe = Callable[[], Awaitable[object]]
+
+PROBE_TIMEOUT = 2.0
+
+log = logging.getLogger("taskledger.health")
+router = APIRouter(prefix="/health", tags=["health"])
+
+
+@router.get("/live")
+async def live() -> dict[str, str]:
+    """200 while the process runs and serves HTTP."""
+    return {"status": "live"}
+
+
+@router.get("/ready", responses={503: {"description": "a dependency does not answer"}})
+async def ready(request: Request) -> JSONResponse:
+    """200 when every dependency answers; else 503 naming the one that failed."""
+    probes: Mapping[str, Probe] = getattr(request.app.state, "readiness", {})
+    for name, probe in probes.items():
+        try:
+            await asyncio.wait_for(probe(), PROBE_TIMEOUT)
+        except Exception as exc:  # any failure means "not ready"; it is named below
+            log.warning("dependency %s is not ready: %r", name, exc)
+            return problem(
+                503,
+                "unavailable",
+                "Service unavailable",
+                f"dependency {name} is not answering",
+                extra={"dependency": name},
+            )
+    return JSONResponse({"status": "ready", "checked": list(probes)})
