@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Literal
 from urllib.parse import urlsplit
 
-from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic import Field, SecretStr, ValidationError, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -37,6 +37,17 @@ class Settings(BaseSettings):
     forgot_password_max: int = Field(default=3, ge=1)
     forgot_password_max_per_client: int = Field(default=20, ge=1)
     forgot_password_window: int = Field(default=3600, ge=1)
+
+    # Mail (relay + mailer). The de-dup memory must outlive both the retry horizon and the
+    # relay's window, so that no re-publication or redelivery can ever send a mail twice.
+    mail_max_attempts: int = Field(default=8, ge=1, le=100)
+    mail_retry_base: float = Field(default=2.0, gt=0)  # seconds before the first retry
+    mail_retry_max: float = Field(default=300.0, gt=0)  # cap of one back-off step
+    mail_send_timeout: float = Field(default=30.0, gt=0)  # one whole SMTP conversation
+    mail_reclaim_idle: float = Field(default=5.0, gt=0)  # pending so long: any mailer may claim
+    mail_concurrency: int = Field(default=8, ge=1, le=256)  # mails in flight per mailer process
+    mail_relay_window: int = Field(default=86_400, ge=60)  # older events are never (re)published
+    mail_dedup_ttl: int = Field(default=7 * 86_400, ge=60)
 
     read_your_writes_timeout: float = Field(default=2.0, ge=0, le=30)
 
@@ -76,6 +87,18 @@ class Settings(BaseSettings):
     def _smtp_scheme(cls, value: str | None) -> str | None:
         if value is not None and urlsplit(value).scheme not in {"smtp", "smtps"}:
             raise ValueError("must be smtp://[user:pass@]host:port or smtps://…")
+        return value
+
+    @field_validator("mail_dedup_ttl")
+    @classmethod
+    def _dedup_outlives_retries(cls, value: int, info: ValidationInfo) -> int:
+        names = ("mail_retry_base", "mail_retry_max", "mail_max_attempts", "mail_relay_window")
+        if any(name not in info.data for name in names):
+            return value  # an earlier field failed; that error is the one to report
+        base, cap, attempts, window = (info.data[name] for name in names)
+        horizon = sum(min(cap, base * 2**n) for n in range(attempts)) + window
+        if value <= horizon:
+            raise ValueError(f"must exceed the retry horizon plus relay window ({horizon:.0f}s)")
         return value
 
     def secret(self) -> bytes:
