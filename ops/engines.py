@@ -54,7 +54,7 @@ def script(name: str) -> str:
     return found
 
 
-class EngineFailed(RuntimeError):
+class EngineFailedError(RuntimeError):
     pass
 
 
@@ -78,19 +78,23 @@ class Daemon:
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
                 env=self.env,
-                preexec_fn=_die_with_parent,  # noqa: PLW1509 - no threads exist yet at start
+                # preexec_fn is safe here: the supervisor starts children before any thread.
+                preexec_fn=_die_with_parent,
+                # Its own process group: a terminal's Ctrl-C reaches only the supervisor, which
+                # then stops the children in order (the API before the engines it uses).
+                process_group=0,
             )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
-                raise EngineFailed(
+                raise EngineFailedError(
                     f"{self.name} exited with {self.process.returncode}; see {self.log_path}"
                 )
             if self.ready():
                 return
             time.sleep(0.05)
         self.stop()
-        raise EngineFailed(f"{self.name} not ready after {timeout:.0f}s; see {self.log_path}")
+        raise EngineFailedError(f"{self.name} not ready after {timeout:.0f}s; see {self.log_path}")
 
     def alive(self) -> bool:
         return self.process is not None and self.process.poll() is None

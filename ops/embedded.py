@@ -1,0 +1,219 @@
+"""The process tree of ``taskledger up``: embedded engines first, then our own processes.
+
+``CHILDREN`` is the whole tree, in start order (stopped in reverse). Each entry says how to
+start its process and which settings it gives the others (the URL of an engine). A new
+process (the projector, the mailer, the SMTP sink) is one more entry here.
+
+Every child's data lives under the data dir, so a second ``up`` resumes with everything.
+Ports of the engines are remembered in ``<data dir>/ports.json`` and reused while free, so the
+URLs in ``<data dir>/up.env`` stay the same from one run to the next.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import http.client
+import json
+import os
+import socket
+import sys
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from ops.engines import Daemon, embedded_redis, free_port, mongo_url_for, secantus
+from ops.settings import Settings
+
+LOOPBACK = "127.0.0.1"
+MONGO_DATABASE = "taskledger"
+
+Env = Mapping[str, str]
+
+
+@dataclass
+class PortBook:
+    """Loopback ports for the engines, remembered across runs and replaced when taken."""
+
+    path: Path
+    chosen: dict[str, int] = field(default_factory=dict, init=False)
+
+    def port(self, name: str) -> int:
+        if name not in self.chosen:
+            remembered = self._remembered().get(name)
+            self.chosen[name] = (
+                remembered if remembered is not None and _bindable(remembered) else free_port()
+            )
+            self.path.write_text(json.dumps({**self._remembered(), **self.chosen}, indent=2))
+        return self.chosen[name]
+
+    def _remembered(self) -> dict[str, int]:
+        try:
+            data = json.loads(self.path.read_text())
+        except (OSError, ValueError):
+            return {}
+        return {str(k): int(v) for k, v in data.items()} if isinstance(data, dict) else {}
+
+
+def _bindable(port: int) -> bool:
+    with socket.socket() as sock:
+        try:
+            sock.bind((LOOPBACK, port))
+        except OSError:
+            return False
+    return True
+
+
+@dataclass(frozen=True)
+class Plan:
+    """One run of ``up``: where the data is, where the API listens, which ports engines use."""
+
+    settings: Settings
+    data_dir: Path
+    host: str
+    port: int
+    ports: PortBook
+
+    @classmethod
+    def for_run(cls, settings: Settings, host: str, port: int) -> Plan:
+        data_dir = settings.data_dir.resolve()
+        data_dir.mkdir(parents=True, exist_ok=True)
+        return cls(settings, data_dir, host, port, PortBook(data_dir / "ports.json"))
+
+    @property
+    def logs(self) -> Path:
+        return self.data_dir / "logs"
+
+    @property
+    def url(self) -> str:
+        return _http_url(self.host, self.port)
+
+    @property
+    def probe_host(self) -> str:
+        """Where this machine reaches the API, also when it listens on every interface."""
+        return {"0.0.0.0": LOOPBACK, "": LOOPBACK, "::": "::1"}.get(self.host, self.host)
+
+    @property
+    def probe_url(self) -> str:
+        return _http_url(self.probe_host, self.port)
+
+
+def _http_url(host: str, port: int) -> str:
+    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+
+
+@dataclass(frozen=True, slots=True)
+class ChildSpec:
+    name: str
+    # Given the plan and the environment every taskledger child gets, the process to run.
+    daemon: Callable[[Plan, Env], Daemon]
+    # Settings this child gives the others, e.g. the URL of the engine it runs.
+    exports: Callable[[Plan], Env] = lambda plan: {}
+    # Whether it runs at all: an engine whose URL is configured is not started.
+    wanted: Callable[[Settings], bool] = lambda settings: True
+
+
+def http_ok(url: str) -> Callable[[], bool]:
+    """A readiness probe: GET answers 200."""
+    parts = urlsplit(url)
+
+    def probe() -> bool:
+        connection = http.client.HTTPConnection(parts.hostname or LOOPBACK, parts.port, timeout=1)
+        try:
+            connection.request("GET", parts.path or "/")
+            return connection.getresponse().status == 200
+        except (OSError, http.client.HTTPException):
+            return False
+        finally:
+            connection.close()
+
+    return probe
+
+
+def taskledger(
+    plan: Plan, env: Env, name: str, args: Sequence[str], ready: Callable[[], bool]
+) -> Daemon:
+    """One of our own processes: this interpreter running the ``taskledger`` command."""
+    return Daemon(
+        name=name,
+        argv=[sys.executable, "-m", "ops", *args],
+        ready=ready,
+        log_path=plan.logs / f"{name}.log",
+        env=dict(env),
+    )
+
+
+def _redis(plan: Plan, env: Env) -> Daemon:
+    return embedded_redis(
+        plan.data_dir / "redis", plan.ports.port("redis"), LOOPBACK, log_dir=plan.logs
+    )
+
+
+def _secantus(plan: Plan, env: Env) -> Daemon:
+    return secantus(
+        plan.data_dir / "mongo", plan.ports.port("secantusdb"), LOOPBACK, log_dir=plan.logs
+    )
+
+
+def _api(plan: Plan, env: Env) -> Daemon:
+    return taskledger(
+        plan,
+        env,
+        "api",
+        ["serve", "api", "--host", plan.host, "--port", str(plan.port)],
+        http_ok(plan.probe_url + "/health/live"),
+    )
+
+
+CHILDREN: list[ChildSpec] = [
+    ChildSpec(
+        "redis",
+        _redis,
+        exports=lambda plan: {
+            "TASKLEDGER_REDIS_URL": f"redis://{LOOPBACK}:{plan.ports.port('redis')}/0"
+        },
+        wanted=lambda settings: settings.redis_url is None,
+    ),
+    ChildSpec(
+        "secantusdb",
+        _secantus,
+        exports=lambda plan: {
+            "TASKLEDGER_MONGO_URL": mongo_url_for(
+                LOOPBACK, plan.ports.port("secantusdb"), MONGO_DATABASE
+            )
+        },
+        wanted=lambda settings: settings.mongo_url is None,
+    ),
+    ChildSpec("api", _api),
+]
+
+
+def running(plan: Plan, specs: Sequence[ChildSpec] | None = None) -> list[ChildSpec]:
+    """The entries this run starts, in order."""
+    return [spec for spec in (CHILDREN if specs is None else specs) if spec.wanted(plan.settings)]
+
+
+def exported(plan: Plan, specs: Sequence[ChildSpec]) -> dict[str, str]:
+    """The settings that point a taskledger process at this run's data dir and engines."""
+    env = {"TASKLEDGER_DATA_DIR": str(plan.data_dir)}
+    for spec in specs:
+        env.update(spec.exports(plan))
+    return env
+
+
+def build_children(plan: Plan, specs: Sequence[ChildSpec]) -> list[Daemon]:
+    env = {**os.environ, **exported(plan, specs)}
+    return [spec.daemon(plan, env) for spec in specs]
+
+
+def write_env_file(plan: Plan, specs: Sequence[ChildSpec]) -> Path:
+    """``<data dir>/up.env``: source it to point operator commands at the running engines."""
+    path = plan.data_dir / "up.env"
+    lines = [f"export {key}='{value}'\n" for key, value in exported(plan, specs).items()]
+    path.write_text("".join(lines))
+    return path
+
+
+def remove_env_file(plan: Plan) -> None:
+    with contextlib.suppress(FileNotFoundError):
+        (plan.data_dir / "up.env").unlink()
