@@ -7,8 +7,9 @@ from datetime import UTC, datetime, timedelta
 from uuid import UUID, uuid4
 
 from eventsourcing.application import AggregateNotFoundError, Application
-from eventsourcing.persistence import IntegrityError
+from eventsourcing.persistence import IntegrityError, Recording
 
+from commands.metrics import count_appended, counted
 from commands.written import Written
 from domain.errors import EmailTaken, InvalidResetToken, UserNotFound
 from domain.identity import EmailIndex, User, normalise_email
@@ -25,6 +26,10 @@ class ResetRequest:
 class Identity(Application[UUID]):
     name = "Identity"
 
+    def _notify(self, recordings: list[Recording[UUID]]) -> None:
+        count_appended(self.name, recordings)
+
+    @counted("register")
     def register(
         self, *, email: str, display_name: str, password_hash: str, meta: Meta
     ) -> Written:
@@ -56,6 +61,7 @@ class Identity(Application[UUID]):
             return None
         return self.get_user(index.user_id)
 
+    @counted("request_password_reset")
     def request_password_reset(
         self, email: str, *, ttl: timedelta, meta: Meta, now: datetime | None = None
     ) -> ResetRequest | None:
@@ -71,6 +77,7 @@ class Identity(Application[UUID]):
         written = Written.of(user.id, user.version, self.save(user))
         return ResetRequest(ResetClaim(user.id, request_id, expires_at), written)
 
+    @counted("reset_password")
     def reset_password(
         self, claim: ResetClaim, *, password_hash: str, meta: Meta, now: datetime | None = None
     ) -> Written:

@@ -8,8 +8,9 @@ from typing import Any
 from uuid import UUID
 
 from eventsourcing.application import AggregateNotFoundError, Application
-from eventsourcing.persistence import IntegrityError
+from eventsourcing.persistence import IntegrityError, Recording
 
+from commands.metrics import count_appended, counted
 from commands.written import Written
 from domain.errors import ConcurrentWrite, TaskNotFound, VersionMismatch
 from domain.meta import Meta
@@ -23,6 +24,10 @@ RACE_RETRIES = 5
 class Tasks(Application[UUID]):
     name = "Tasks"
 
+    def _notify(self, recordings: list[Recording[UUID]]) -> None:
+        count_appended(self.name, recordings)
+
+    @counted("create_task")
     def create_task(
         self,
         *,
@@ -48,6 +53,7 @@ class Tasks(Application[UUID]):
         )
         return Written.of(task.id, task.version, self.save(task))
 
+    @counted("update_task")
     def update_task(
         self,
         task_id: UUID,
@@ -68,6 +74,7 @@ class Tasks(Application[UUID]):
 
         return self._write(task_id, actor, expected_version, apply)
 
+    @counted("delete_task")
     def delete_task(
         self, task_id: UUID, *, actor: UUID, expected_version: int | None = None, meta: Meta
     ) -> Written:
