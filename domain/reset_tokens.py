@@ -37,7 +37,12 @@ def _b64(data: bytes) -> str:
 
 
 def _unb64(text: str) -> bytes:
-    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+    data = base64.b64decode(text + "=" * (-len(text) % 4), altchars=b"-_", validate=True)
+    # Only the canonical spelling: the spare low bits of the last character (and stray
+    # characters) would otherwise let several strings pass as one token.
+    if _b64(data) != text:
+        raise ValueError("non-canonical base64")
+    return data
 
 
 def _mac(secret: bytes, payload: bytes) -> bytes:
