@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from ops.cli import serve, up
+from ops.cli import audit, events, serve, up
 
 app = typer.Typer(
     name="taskledger",
@@ -15,6 +15,8 @@ app = typer.Typer(
 )
 app.command("up")(up.up)
 app.add_typer(serve.app, name="serve")
+app.add_typer(audit.app, name="audit")
+app.add_typer(events.app, name="events")
 
 
 def main() -> None:

@@ -1,0 +1,69 @@
+"""Composes the audit side: read-only handles on the write side's stores, and what reads them."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from ops.bootstrap import event_store_env
+from ops.settings import Settings
+from queries.history.export import EventStoreEventExport
+from queries.history.log import StoredLog
+from queries.history.replay import EventStoreTaskHistory, EventStoreUserHistory
+
+# Which domain modules each write-side application records; the embedded SQLite store keeps
+# every application in one table, so an export filters its application's events by topic.
+APPLICATIONS: dict[str, tuple[str, ...]] = {
+    "Identity": ("domain.identity:",),
+    "Tasks": ("domain.tasks:",),
+}
+
+
+class UnknownApplicationError(ValueError):
+    pass
+
+
+def application_named(name: str) -> str:
+    """The application's canonical name, matched case-insensitively."""
+    for known in APPLICATIONS:
+        if known.lower() == name.lower():
+            return known
+    raise UnknownApplicationError(f"unknown application {name!r}; one of {', '.join(APPLICATIONS)}")
+
+
+@dataclass
+class AuditLogs:
+    """One StoredLog per upstream application, opened on the same store as the write side."""
+
+    logs: dict[str, StoredLog] = field(default_factory=dict)
+
+    def task_history(self) -> EventStoreTaskHistory:
+        return EventStoreTaskHistory(self.logs["Tasks"])
+
+    def user_history(self) -> EventStoreUserHistory:
+        return EventStoreUserHistory(self.logs["Identity"])
+
+    def export(self, name: str) -> EventStoreEventExport:
+        return EventStoreEventExport(self.logs[name], topic_prefixes=APPLICATIONS[name])
+
+    def close(self) -> None:
+        for log in self.logs.values():
+            log.close()
+
+    def __enter__(self) -> AuditLogs:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def open_audit_logs(settings: Settings, names: Iterable[str] = tuple(APPLICATIONS)) -> AuditLogs:
+    env = event_store_env(settings)
+    audit = AuditLogs()
+    try:
+        for name in names:
+            audit.logs[name] = StoredLog(application_named(name), env)
+    except BaseException:
+        audit.close()
+        raise
+    return audit

@@ -1,0 +1,36 @@
+"""Date-time options, read as the API reads them: ISO 8601 with a zone, or a one-line refusal."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from uuid import UUID
+
+import typer
+
+EXIT_BAD_INPUT = 2
+
+
+def refuse(reason: str, code: int = EXIT_BAD_INPUT) -> typer.Exit:
+    """Print the one-line reason on stderr; the caller raises the returned Exit."""
+    typer.echo(reason, err=True)
+    return typer.Exit(code)
+
+
+def instant(value: str | None, option: str) -> datetime | None:
+    """A naive time would mean a different instant on every operator's machine: refused."""
+    if value is None:
+        return None
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        raise refuse(f"{option}: {value!r} is not an ISO 8601 date-time") from None
+    if parsed.tzinfo is None:
+        raise refuse(f"{option}: {value!r} has no time zone; add one, e.g. {value}Z")
+    return parsed
+
+
+def identifier(value: str, what: str) -> UUID:
+    try:
+        return UUID(value)
+    except ValueError:
+        raise refuse(f"{value!r} is not a {what} id (a UUID)") from None
