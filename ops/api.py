@@ -11,11 +11,14 @@ from fastapi import FastAPI
 from fastapi.concurrency import run_in_threadpool
 from redis.asyncio import Redis
 
+from commands.http import auth as auth_commands
 from commands.http import tasks as task_commands
 from ops import health
-from ops.bootstrap import WriteSide, build_write_side
+from ops.bootstrap import WriteSide, build_auth, build_write_side
 from ops.http import BodyLimitMiddleware, RequestIdMiddleware, install_error_handlers
-from ops.settings import Settings
+from ops.settings import InvalidSetting, Settings
+from queries.http import users as user_queries
+from queries.users.event_store import EventStoreUserDirectory
 
 Routes = Literal["auth", "tasks", "all"]
 
@@ -47,13 +50,24 @@ def build_api(settings: Settings, routes: Routes = "all") -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        if not settings.redis_url:
+            # `taskledger up` starts an embedded Redis and sets the URL; a bare API must be told.
+            raise InvalidSetting(
+                "invalid setting TASKLEDGER_REDIS_URL: not set; sessions and rate limits "
+                "live in Redis"
+            )
         write_side = build_write_side(settings)
         app.state.identity = write_side.identity
         app.state.tasks = write_side.tasks
         app.state.write_tracker = NoWriteTracking()
-        redis = Redis.from_url(settings.redis_url) if settings.redis_url else None
+        redis = Redis.from_url(settings.redis_url)
         app.state.redis = redis
         app.state.readiness = readiness_probes(write_side, redis)
+        auth = build_auth(settings, write_side.identity, redis)
+        app.state.accounts = auth.accounts
+        app.state.authenticator = auth.sessions
+        # First adapter: the Identity store itself; the read side later swaps in MongoDB.
+        app.state.user_directory = EventStoreUserDirectory(write_side.identity)
         try:
             yield
         finally:
@@ -72,6 +86,9 @@ def build_api(settings: Settings, routes: Routes = "all") -> FastAPI:
     app.add_middleware(BodyLimitMiddleware)
     app.add_middleware(RequestIdMiddleware)
     app.include_router(health.router)
+    if routes in ("auth", "all"):
+        app.include_router(auth_commands.router)
+        app.include_router(user_queries.router)
     if routes in ("tasks", "all"):
         app.include_router(task_commands.router)
     return app

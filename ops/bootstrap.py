@@ -7,11 +7,21 @@ Settings, and the tests call the same builders with theirs.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
+from redis.asyncio import Redis
+
+from commands.auth.accounts import Accounts
+from commands.auth.passwords import Argon2Hasher
+from commands.auth.rate_limits import AuthLimits
+from commands.auth.redis import RedisRateLimiter, RedisSessionStore
+from commands.auth.sessions import Sessions
+from commands.auth.tokens import JwtTokens, signing_key
 from commands.identity import Identity
 from commands.tasks import Tasks
+from domain.reset_tokens import reset_key
 from ops.settings import Settings
 
 
@@ -60,3 +70,41 @@ def event_store_env(settings: Settings) -> dict[str, str]:
 def build_write_side(settings: Settings) -> WriteSide:
     env = event_store_env(settings)
     return WriteSide(identity=Identity(env=env), tasks=Tasks(env=env))
+
+
+@dataclass(frozen=True, slots=True)
+class Auth:
+    accounts: Accounts
+    # Also the authenticator every Bearer route asks: ``user_for(access_token)``.
+    sessions: Sessions
+
+
+def build_auth(settings: Settings, identity: Identity, redis: Redis) -> Auth:
+    """Sessions and rate limits in Redis under the prefix; every key derived from the secret."""
+    secret = settings.secret()
+    tokens = JwtTokens(
+        signing_key(secret),
+        algorithm=settings.jwt_algorithm,
+        access_ttl=settings.access_token_ttl,
+        refresh_ttl=settings.refresh_token_ttl,
+    )
+    sessions = Sessions(tokens, RedisSessionStore(redis, settings.redis_prefix))
+    accounts = Accounts(
+        identity=identity,
+        hasher=Argon2Hasher(
+            time_cost=settings.argon2_time_cost, memory_cost=settings.argon2_memory_cost
+        ),
+        sessions=sessions,
+        limiter=RedisRateLimiter(redis, settings.redis_prefix),
+        limits=AuthLimits(
+            login_per_account=settings.login_max_failures,
+            login_per_client=settings.login_max_failures_per_client,
+            login_window=settings.login_failure_window,
+            forgot_per_email=settings.forgot_password_max,
+            forgot_per_client=settings.forgot_password_max_per_client,
+            forgot_window=settings.forgot_password_window,
+        ),
+        reset_key=reset_key(secret),
+        reset_ttl=timedelta(seconds=settings.reset_token_ttl),
+    )
+    return Auth(accounts, sessions)

@@ -1,0 +1,130 @@
+"""Account use cases: register, log in, ask for a reset, reset. Routes only translate HTTP."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+
+from anyio.to_thread import run_sync
+from pydantic.networks import validate_email
+from pydantic_core import PydanticCustomError
+
+from commands.auth.passwords import PasswordHasher
+from commands.auth.rate_limits import AuthLimits, RateLimiter
+from commands.auth.sessions import Sessions, TokenPair
+from commands.identity import Identity, ResetRequest
+from commands.written import Written
+from domain.errors import InvalidCredentials
+from domain.meta import Meta, meta
+from domain.reset_tokens import verify_reset_token
+
+log = logging.getLogger("taskledger.auth")
+
+
+def canonical_email(email: str) -> str:
+    """The address as registration stored it; anything unparseable is kept, and matches nobody."""
+    try:
+        return validate_email(email)[1]
+    except PydanticCustomError:
+        return email
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+class Accounts:
+    """The event store (Identity) is blocking and argon2 is CPU-bound: both run off the loop."""
+
+    def __init__(
+        self,
+        *,
+        identity: Identity,
+        hasher: PasswordHasher,
+        sessions: Sessions,
+        limiter: RateLimiter,
+        limits: AuthLimits,
+        reset_key: bytes,
+        reset_ttl: timedelta,
+        clock: Callable[[], datetime] = _now,
+    ) -> None:
+        self._identity = identity
+        self._hasher = hasher
+        self._sessions = sessions
+        self._limiter = limiter
+        self._limits = limits
+        self._reset_key = reset_key
+        self._reset_ttl = reset_ttl
+        self._clock = clock
+
+    async def register(
+        self, *, email: str, password: str, display_name: str, meta: Meta
+    ) -> Written:
+        """One account per email, whatever its case; the store keeps an argon2 hash only."""
+        password_hash = await run_sync(self._hasher.hash, password)
+        return await run_sync(
+            lambda: self._identity.register(
+                email=email, display_name=display_name, password_hash=password_hash, meta=meta
+            )
+        )
+
+    async def login(self, *, email: str, password: str, client: str) -> TokenPair:
+        """Unknown email and wrong password fail alike, in time too; failures are throttled
+        per account and per client address."""
+        email = canonical_email(email)
+        limits = self._limits.login(email, client)
+        await self._limiter.check(limits)
+        user = await run_sync(self._identity.find_by_email, email)
+        if user is None:
+            valid = await run_sync(self._hasher.verify_nobody, password)
+        else:
+            valid = await run_sync(self._hasher.verify, user.password_hash, password)
+        if user is None or not valid:
+            await self._limiter.hit(limits)
+            log.info("login failed", extra={"client": client})
+            raise InvalidCredentials("email or password is wrong")
+        # A success forgives the account's failures, not the client's: one attacker with
+        # an account of their own must not reset their address's count by logging in.
+        await self._limiter.clear(limits[0])
+        return await self._sessions.open(user.id, user.version)
+
+    async def throttle_reset_request(self, *, email: str, client: str) -> None:
+        """Reset mails are limited per email and per client address, registered or not."""
+        await self._limiter.hit(self._limits.forgot(canonical_email(email), client))
+
+    async def request_reset(self, *, email: str, meta: Meta) -> ResetRequest | None:
+        """Record a reset request for a registered email; for an unknown one, do nothing."""
+        return await run_sync(
+            lambda: self._identity.request_password_reset(
+                canonical_email(email), ttl=self._reset_ttl, meta=meta, now=self._clock()
+            )
+        )
+
+    async def reset_password(self, *, token: str, new_password: str, meta: Meta) -> Written:
+        """A reset token works once, before it expires, and only until the password changes;
+        it revokes every session of the user."""
+        now = self._clock()
+        claim = verify_reset_token(self._reset_key, token, now)
+        password_hash = await run_sync(self._hasher.hash, new_password)
+        acting = _acting_as(meta, claim.user_id)
+        written = await run_sync(
+            lambda: self._identity.reset_password(
+                claim, password_hash=password_hash, meta=acting, now=now
+            )
+        )
+        await self._sessions.revoke_all(claim.user_id, before_version=written.version)
+        return written
+
+    async def refresh(self, refresh_token: str) -> TokenPair:
+        """A refresh token works once; presenting a spent one revokes its whole session."""
+        return await self._sessions.refresh(refresh_token)
+
+    async def logout(self, access_token: str) -> None:
+        """Logout ends the session: its access and refresh tokens stop working together."""
+        await self._sessions.close(access_token)
+
+
+def _acting_as(request_meta: Meta, user: object) -> Meta:
+    # Whoever holds a valid reset token acts as its user.
+    return meta(user, request_meta["correlation_id"], request_meta["traceparent"])

@@ -1,0 +1,103 @@
+"""In-memory adapters: first-class, for unit tests and single-process use. Not shared across
+processes, and lost on restart."""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Sequence
+from uuid import UUID
+
+from commands.auth.rate_limits import Limit
+from commands.auth.sessions import Rotation, Session
+from domain.errors import RateLimited
+
+Clock = Callable[[], float]
+
+
+class InMemorySessionStore:
+    # Each method runs without awaiting, so on one event loop every transition is atomic.
+
+    def __init__(self, clock: Clock = time.monotonic) -> None:
+        self._clock = clock
+        self._sessions: dict[tuple[UUID, str], tuple[str, float]] = {}
+        self._floors: dict[UUID, tuple[int, float]] = {}
+
+    def _live(self, user_id: UUID, session_id: str) -> str | None:
+        entry = self._sessions.get((user_id, session_id))
+        if entry is None or entry[1] <= self._clock():
+            self._sessions.pop((user_id, session_id), None)
+            return None
+        return entry[0]
+
+    async def open(self, session: Session, ttl: int) -> bool:
+        floor = self._floors.get(session.user_id)
+        if floor is not None and floor[1] > self._clock() and session.user_version < floor[0]:
+            return False
+        key = (session.user_id, session.session_id)
+        self._sessions[key] = (session.refresh_id, self._clock() + ttl)
+        return True
+
+    async def rotate(
+        self, user_id: UUID, session_id: str, spent: str, replacement: str, ttl: int
+    ) -> Rotation:
+        current = self._live(user_id, session_id)
+        if current is None:
+            return Rotation.UNKNOWN
+        if current != spent:
+            del self._sessions[(user_id, session_id)]
+            return Rotation.REUSED
+        self._sessions[(user_id, session_id)] = (replacement, self._clock() + ttl)
+        return Rotation.ROTATED
+
+    async def is_active(self, user_id: UUID, session_id: str) -> bool:
+        return self._live(user_id, session_id) is not None
+
+    async def revoke(self, user_id: UUID, session_id: str) -> None:
+        self._sessions.pop((user_id, session_id), None)
+
+    async def revoke_all(self, user_id: UUID, *, before_version: int, ttl: int) -> None:
+        for key in [key for key in self._sessions if key[0] == user_id]:
+            del self._sessions[key]
+        floor = self._floors.get(user_id)
+        if floor is None or floor[1] <= self._clock() or floor[0] < before_version:
+            self._floors[user_id] = (before_version, self._clock() + ttl)
+
+
+class InMemoryRateLimiter:
+    def __init__(self, clock: Clock = time.monotonic) -> None:
+        self._clock = clock
+        # key -> (attempts, window end)
+        self._counts: dict[str, tuple[int, float]] = {}
+
+    def _current(self, key: str) -> tuple[int, float] | None:
+        entry = self._counts.get(key)
+        if entry is not None and entry[1] <= self._clock():
+            del self._counts[key]
+            return None
+        return entry
+
+    def _retry_after(self, ends: float) -> int:
+        return max(1, math.ceil(ends - self._clock()))
+
+    async def check(self, limits: Sequence[Limit]) -> None:
+        waits = [
+            self._retry_after(entry[1])
+            for limit in limits
+            if (entry := self._current(limit.key)) is not None and entry[0] >= limit.limit
+        ]
+        if waits:
+            raise RateLimited(max(waits))
+
+    async def hit(self, limits: Sequence[Limit]) -> None:
+        waits = []
+        for limit in limits:
+            count, ends = self._current(limit.key) or (0, self._clock() + limit.window)
+            self._counts[limit.key] = (count + 1, ends)
+            if count + 1 > limit.limit:
+                waits.append(self._retry_after(ends))
+        if waits:
+            raise RateLimited(max(waits))
+
+    async def clear(self, limit: Limit) -> None:
+        self._counts.pop(limit.key, None)

@@ -1,0 +1,49 @@
+"""Password hashing with argon2id; the costs come from the settings, passed in by ops."""
+
+from __future__ import annotations
+
+import secrets
+from typing import Protocol
+
+from argon2 import PasswordHasher as _Argon2
+from argon2 import Type
+from argon2.exceptions import InvalidHashError, VerificationError
+
+
+class PasswordHasher(Protocol):
+    def hash(self, password: str) -> str: ...
+
+    def verify(self, password_hash: str, password: str) -> bool:
+        """True only for the password the hash was made from; never raises for bad input."""
+        ...
+
+    def verify_nobody(self, password: str) -> bool:
+        """Costs what ``verify`` costs and is always False: a login for an unknown email runs it."""
+        ...
+
+
+class Argon2Hasher:
+    """argon2id (RFC 9106). CPU-bound for tens of ms at production costs: call it off the loop."""
+
+    def __init__(self, *, time_cost: int, memory_cost: int, parallelism: int = 4) -> None:
+        self._argon2 = _Argon2(
+            time_cost=time_cost,
+            memory_cost=memory_cost,
+            parallelism=parallelism,
+            type=Type.ID,
+        )
+        # Same parameters as real hashes, so verifying against it takes the same time.
+        self._nobody = self._argon2.hash(secrets.token_urlsafe(32))
+
+    def hash(self, password: str) -> str:
+        return self._argon2.hash(password)
+
+    def verify(self, password_hash: str, password: str) -> bool:
+        try:
+            return self._argon2.verify(password_hash, password)
+        except (VerificationError, InvalidHashError):
+            return False
+
+    def verify_nobody(self, password: str) -> bool:
+        self.verify(self._nobody, password)
+        return False

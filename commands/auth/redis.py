@@ -1,0 +1,161 @@
+"""Redis adapters for sessions and rate limits (redis.asyncio). Every key is under the prefix.
+
+A user's session keys share one hash tag, ``{<user id>}``, so the scripts that touch several
+of them stay on one slot under Redis Cluster.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from uuid import UUID
+
+from redis.asyncio import Redis
+
+from commands.auth.rate_limits import Limit
+from commands.auth.sessions import Rotation, Session
+from domain.errors import RateLimited
+
+# KEYS: session, user's session set, user's floor. ARGV: refresh id, ttl, user version, sid.
+_OPEN = """
+local floor = tonumber(redis.call('GET', KEYS[3]) or '-1')
+if tonumber(ARGV[3]) < floor then return 0 end
+redis.call('HSET', KEYS[1], 'refresh', ARGV[1])
+redis.call('EXPIRE', KEYS[1], ARGV[2])
+redis.call('SADD', KEYS[2], ARGV[4])
+redis.call('EXPIRE', KEYS[2], ARGV[2])
+return 1
+"""
+
+# KEYS: session, user's session set. ARGV: spent id, replacement id, ttl, sid.
+_ROTATE = """
+local current = redis.call('HGET', KEYS[1], 'refresh')
+if not current then return 0 end
+if current ~= ARGV[1] then
+  redis.call('DEL', KEYS[1])
+  redis.call('SREM', KEYS[2], ARGV[4])
+  return -1
+end
+redis.call('HSET', KEYS[1], 'refresh', ARGV[2])
+redis.call('EXPIRE', KEYS[1], ARGV[3])
+redis.call('EXPIRE', KEYS[2], ARGV[3])
+return 1
+"""
+
+# KEYS: user's session set, user's floor. ARGV: session key prefix, before version, ttl.
+# The session keys are built here from the set's members; they share the set's hash tag.
+_REVOKE_ALL = """
+local sids = redis.call('SMEMBERS', KEYS[1])
+for _, sid in ipairs(sids) do redis.call('DEL', ARGV[1] .. sid) end
+redis.call('DEL', KEYS[1])
+local floor = tonumber(redis.call('GET', KEYS[2]) or '-1')
+if tonumber(ARGV[2]) > floor then redis.call('SET', KEYS[2], ARGV[2], 'EX', ARGV[3]) end
+return #sids
+"""
+
+# KEYS: counter. ARGV: window. Returns {attempts, ms left in the window}.
+_HIT = """
+local n = redis.call('INCR', KEYS[1])
+if n == 1 then redis.call('EXPIRE', KEYS[1], ARGV[1]) end
+local ttl = redis.call('PTTL', KEYS[1])
+if ttl < 0 then
+  redis.call('EXPIRE', KEYS[1], ARGV[1])
+  ttl = tonumber(ARGV[1]) * 1000
+end
+return {n, ttl}
+"""
+
+_ROTATIONS = {1: Rotation.ROTATED, -1: Rotation.REUSED, 0: Rotation.UNKNOWN}
+
+
+class RedisSessionStore:
+    def __init__(self, client: Redis, prefix: str) -> None:
+        self._client = client
+        self._prefix = prefix
+        self._open = client.register_script(_OPEN)
+        self._rotate = client.register_script(_ROTATE)
+        self._revoke_all = client.register_script(_REVOKE_ALL)
+
+    def _user(self, user_id: UUID) -> str:
+        return f"{self._prefix}auth:{{{user_id}}}:"
+
+    def _session(self, user_id: UUID, session_id: str) -> str:
+        return f"{self._user(user_id)}session:{session_id}"
+
+    async def open(self, session: Session, ttl: int) -> bool:
+        user = self._user(session.user_id)
+        opened = await self._open(
+            keys=[
+                self._session(session.user_id, session.session_id),
+                user + "sessions",
+                user + "floor",
+            ],
+            args=[session.refresh_id, ttl, session.user_version, session.session_id],
+        )
+        return bool(int(opened))
+
+    async def rotate(
+        self, user_id: UUID, session_id: str, spent: str, replacement: str, ttl: int
+    ) -> Rotation:
+        outcome = await self._rotate(
+            keys=[self._session(user_id, session_id), self._user(user_id) + "sessions"],
+            args=[spent, replacement, ttl, session_id],
+        )
+        return _ROTATIONS[int(outcome)]
+
+    async def is_active(self, user_id: UUID, session_id: str) -> bool:
+        return bool(await self._client.exists(self._session(user_id, session_id)))
+
+    async def revoke(self, user_id: UUID, session_id: str) -> None:
+        async with self._client.pipeline(transaction=True) as pipe:
+            pipe.delete(self._session(user_id, session_id))
+            pipe.srem(self._user(user_id) + "sessions", session_id)
+            await pipe.execute()
+
+    async def revoke_all(self, user_id: UUID, *, before_version: int, ttl: int) -> None:
+        user = self._user(user_id)
+        await self._revoke_all(
+            keys=[user + "sessions", user + "floor"],
+            args=[user + "session:", before_version, ttl],
+        )
+
+
+class RedisRateLimiter:
+    """Fixed windows: a counter per key that expires ``window`` seconds after its first hit."""
+
+    def __init__(self, client: Redis, prefix: str) -> None:
+        self._client = client
+        self._prefix = prefix + "ratelimit:"
+        self._hit = client.register_script(_HIT)
+
+    async def check(self, limits: Sequence[Limit]) -> None:
+        async with self._client.pipeline(transaction=False) as pipe:
+            for limit in limits:
+                pipe.get(self._prefix + limit.key)
+                pipe.pttl(self._prefix + limit.key)
+            replies = await pipe.execute()
+        waits = [
+            _seconds(int(ttl))
+            for limit, count, ttl in zip(limits, replies[::2], replies[1::2], strict=True)
+            if count is not None and int(count) >= limit.limit
+        ]
+        if waits:
+            raise RateLimited(max(waits))
+
+    async def hit(self, limits: Sequence[Limit]) -> None:
+        waits = []
+        # One script per key rather than one over all keys: the keys live on different slots.
+        for limit in limits:
+            count, ttl = await self._hit(keys=[self._prefix + limit.key], args=[limit.window])
+            if int(count) > limit.limit:
+                waits.append(_seconds(int(ttl)))
+        if waits:
+            raise RateLimited(max(waits))
+
+    async def clear(self, limit: Limit) -> None:
+        await self._client.delete(self._prefix + limit.key)
+
+
+def _seconds(milliseconds: int) -> int:
+    # A key with no expiry (-1) or just expired (-2) still means "try again shortly".
+    return max(1, math.ceil(milliseconds / 1000))

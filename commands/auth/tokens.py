@@ -1,0 +1,107 @@
+"""Signed JWTs for access and refresh; what they still allow is decided by the session store."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from enum import StrEnum
+from uuid import UUID
+
+import jwt
+
+from domain.errors import Unauthenticated
+
+ISSUER = "taskledger"
+_REQUIRED = ["exp", "iat", "jti", "sub", "sid", "typ", "iss"]
+
+
+class Kind(StrEnum):
+    ACCESS = "access"
+    REFRESH = "refresh"
+
+
+@dataclass(frozen=True, slots=True)
+class Claims:
+    user_id: UUID
+    session_id: str
+    token_id: str
+    expires_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class Issued:
+    token: str
+    claims: Claims
+
+
+def signing_key(secret: bytes) -> bytes:
+    """The JWT key, derived so that the server secret never signs anything itself."""
+    # SHA-512 gives 64 bytes: long enough for every pinned HMAC algorithm up to HS512.
+    return hmac.new(secret, b"jwt-signing", hashlib.sha512).digest()
+
+
+def new_id() -> str:
+    return secrets.token_urlsafe(16)
+
+
+class JwtTokens:
+    """Issues and reads tokens with one pinned algorithm; anything else is refused."""
+
+    def __init__(
+        self,
+        key: bytes,
+        *,
+        algorithm: str,
+        access_ttl: int,
+        refresh_ttl: int,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._key = key
+        self._algorithm = algorithm
+        self._ttl = {Kind.ACCESS: access_ttl, Kind.REFRESH: refresh_ttl}
+        self._clock = clock
+
+    def ttl(self, kind: Kind) -> int:
+        return self._ttl[kind]
+
+    def issue(self, kind: Kind, user_id: UUID, session_id: str) -> Issued:
+        now = int(self._clock())
+        claims = Claims(
+            user_id, session_id, new_id(), datetime.fromtimestamp(now + self._ttl[kind], UTC)
+        )
+        payload = {
+            "iss": ISSUER,
+            "typ": str(kind),
+            "sub": str(user_id),
+            "sid": session_id,
+            "jti": claims.token_id,
+            "iat": now,
+            "exp": now + self._ttl[kind],
+        }
+        return Issued(jwt.encode(payload, self._key, algorithm=self._algorithm), claims)
+
+    def read(self, kind: Kind, token: str) -> Claims:
+        """Signature, algorithm, issuer, expiry and kind must all check out, or Unauthenticated."""
+        try:
+            payload = jwt.decode(
+                token,
+                self._key,
+                algorithms=[self._algorithm],
+                issuer=ISSUER,
+                options={"require": _REQUIRED},
+            )
+            if payload["typ"] != kind:
+                raise Unauthenticated(f"not an {kind} token")
+            return Claims(
+                UUID(str(payload["sub"])),
+                str(payload["sid"]),
+                str(payload["jti"]),
+                datetime.fromtimestamp(int(payload["exp"]), UTC),
+            )
+        except (jwt.PyJWTError, ValueError, TypeError) as exc:
+            raise Unauthenticated(f"invalid {kind} token") from exc

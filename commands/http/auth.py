@@ -1,0 +1,210 @@
+"""Auth command routes under /v1/auth: register, log in, refresh, log out, reset a password.
+
+Rate limits count per client address, read from ``request.client``. Behind a reverse proxy
+run uvicorn with ``--proxy-headers --forwarded-allow-ips=<the proxy's address>``, or every
+client shares the proxy's address and its limits.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Annotated, Literal
+from uuid import UUID
+
+from fastapi import APIRouter, BackgroundTasks, Depends, Request, Response, status
+from fastapi.security import OAuth2PasswordRequestForm
+from pydantic import BaseModel, ConfigDict, EmailStr, Field, field_validator
+
+from commands.auth.accounts import Accounts
+from commands.auth.sessions import TokenPair
+from commands.http.deps import bearer, request_meta
+from commands.http.tasks import WriteTracker
+from commands.written import Written
+from domain.errors import Unauthenticated
+from domain.meta import Meta
+
+log = logging.getLogger("taskledger.auth")
+router = APIRouter(prefix="/v1/auth", tags=["auth"])
+
+Password = Annotated[str, Field(min_length=8, max_length=128)]
+# Login accepts any string: a malformed email or an odd password is just wrong, as any other.
+LoginEmail = Annotated[str, Field(min_length=1, max_length=320)]
+LoginPassword = Annotated[str, Field(min_length=1, max_length=1024)]
+Token = Annotated[str, Field(min_length=1, max_length=4096)]
+
+
+def _accounts(request: Request) -> Accounts:
+    accounts: Accounts = request.app.state.accounts
+    return accounts
+
+
+AccountsApp = Annotated[Accounts, Depends(_accounts)]
+
+
+class Register(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    email: EmailStr
+    password: Password
+    display_name: Annotated[str, Field(max_length=100)] | None = None
+
+    @field_validator("display_name")
+    @classmethod
+    def _strip(cls, value: str | None) -> str | None:
+        return value.strip() or None if value is not None else None
+
+    def name(self) -> str:
+        return self.display_name or self.email.split("@", 1)[0]
+
+
+class Registered(BaseModel):
+    id: UUID
+
+
+class Login(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    email: LoginEmail
+    password: LoginPassword
+
+
+class Tokens(BaseModel):
+    access_token: str
+    refresh_token: str
+    token_type: Literal["bearer"] = "bearer"  # noqa: S105 - the OAuth2 scheme name
+    expires_in: int
+
+    @classmethod
+    def of(cls, pair: TokenPair) -> Tokens:
+        return cls(
+            access_token=pair.access_token,
+            refresh_token=pair.refresh_token,
+            expires_in=pair.expires_in,
+        )
+
+
+class Refresh(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    refresh_token: Token
+
+
+class ForgotPassword(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    email: EmailStr
+
+
+class ResetPassword(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    token: Token
+    new_password: Password
+
+
+def _client(request: Request) -> str:
+    return request.client.host if request.client else "unknown"
+
+
+async def _remember(request: Request, written: Written) -> None:
+    if written.position is not None:
+        tracker: WriteTracker = request.app.state.write_tracker
+        await tracker.wrote(written.id, "Identity", written.position)
+
+
+_UNAUTHORIZED: dict[int | str, dict[str, str]] = {401: {"description": "not authenticated"}}
+_LIMITED: dict[int | str, dict[str, str]] = {429: {"description": "too many attempts"}}
+
+
+@router.post(
+    "/register",
+    status_code=status.HTTP_201_CREATED,
+    response_model=Registered,
+    responses={409: {"description": "email already registered"}},
+)
+async def register(body: Register, accounts: AccountsApp, request: Request) -> Registered:
+    """Register an account; an email (in any case) can be registered once."""
+    written = await accounts.register(
+        email=body.email,
+        password=body.password,
+        display_name=body.name(),
+        meta=request_meta(request),
+    )
+    await _remember(request, written)
+    return Registered(id=written.id)
+
+
+@router.post("/login", response_model=Tokens, responses={**_UNAUTHORIZED, **_LIMITED})
+async def login(body: Login, accounts: AccountsApp, request: Request) -> Tokens:
+    """Log in; an unknown email and a wrong password get the same answer."""
+    pair = await accounts.login(email=body.email, password=body.password, client=_client(request))
+    return Tokens.of(pair)
+
+
+@router.post("/token", response_model=Tokens, responses={**_UNAUTHORIZED, **_LIMITED})
+async def token(
+    form: Annotated[OAuth2PasswordRequestForm, Depends()],
+    accounts: AccountsApp,
+    request: Request,
+) -> Tokens:
+    """Log in with the OAuth2 password form (username is the email), as /login does."""
+    pair = await accounts.login(
+        email=form.username, password=form.password, client=_client(request)
+    )
+    return Tokens.of(pair)
+
+
+@router.post("/refresh", response_model=Tokens, responses=_UNAUTHORIZED)
+async def refresh(body: Refresh, accounts: AccountsApp) -> Tokens:
+    """Trade a refresh token for a new pair; it is spent, and a second use revokes the session."""
+    return Tokens.of(await accounts.refresh(body.refresh_token))
+
+
+@router.post("/logout", status_code=status.HTTP_204_NO_CONTENT, responses=_UNAUTHORIZED)
+async def logout(
+    accounts: AccountsApp, access_token: Annotated[str | None, Depends(bearer)]
+) -> Response:
+    """End the caller's session: its access and refresh tokens stop working at once."""
+    if not access_token:
+        raise Unauthenticated("missing bearer token")
+    await accounts.logout(access_token)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+@router.post("/forgot-password", status_code=status.HTTP_202_ACCEPTED, responses=_LIMITED)
+async def forgot_password(
+    body: ForgotPassword, accounts: AccountsApp, request: Request, background: BackgroundTasks
+) -> dict[str, str]:
+    """Ask for a reset mail; the answer is the same whether or not the email is registered."""
+    await accounts.throttle_reset_request(email=body.email, client=_client(request))
+    # Recorded after the response is sent, so its timing cannot tell who is registered.
+    tracker: WriteTracker = request.app.state.write_tracker
+    background.add_task(_record_reset_request, accounts, tracker, body.email, request_meta(request))
+    return {"detail": "if this email is registered, a reset link is on its way"}
+
+
+async def _record_reset_request(
+    accounts: Accounts, tracker: WriteTracker, email: str, meta: Meta
+) -> None:
+    try:
+        requested = await accounts.request_reset(email=email, meta=meta)
+    except Exception:
+        # The client already has its 202; losing the request must still be visible.
+        log.exception("recording a password reset request failed")
+        return
+    if requested is not None and requested.written.position is not None:
+        await tracker.wrote(requested.written.id, "Identity", requested.written.position)
+
+
+@router.post(
+    "/reset-password",
+    status_code=status.HTTP_204_NO_CONTENT,
+    responses={400: {"description": "invalid, expired or used token"}},
+)
+async def reset_password(body: ResetPassword, accounts: AccountsApp, request: Request) -> Response:
+    """Set a new password with a reset token; it works once and revokes every session."""
+    written = await accounts.reset_password(
+        token=body.token, new_password=body.new_password, meta=request_meta(request)
+    )
+    await _remember(request, written)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
