@@ -14,9 +14,11 @@ from redis.asyncio import Redis
 from commands.http import auth as auth_commands
 from commands.http import tasks as task_commands
 from ops import health
+from ops.audit import open_audit_logs
 from ops.bootstrap import WriteSide, build_auth, build_write_side
 from ops.http import BodyLimitMiddleware, RequestIdMiddleware, install_error_handlers
 from ops.settings import InvalidSetting, Settings
+from queries.history import http as task_history
 from queries.http import users as user_queries
 from queries.users.event_store import EventStoreUserDirectory
 
@@ -68,9 +70,14 @@ def build_api(settings: Settings, routes: Routes = "all") -> FastAPI:
         app.state.authenticator = auth.sessions
         # First adapter: the Identity store itself; the read side later swaps in MongoDB.
         app.state.user_directory = EventStoreUserDirectory(write_side.identity)
+        # History and as_of read the Tasks store through their own handle, not the write side.
+        audit = open_audit_logs(settings, ["Tasks"] if routes in ("tasks", "all") else [])
+        if "Tasks" in audit.logs:
+            app.state.task_history = audit.task_history()
         try:
             yield
         finally:
+            audit.close()
             if redis is not None:
                 await redis.aclose()
             write_side.close()
@@ -91,4 +98,9 @@ def build_api(settings: Settings, routes: Routes = "all") -> FastAPI:
         app.include_router(user_queries.router)
     if routes in ("tasks", "all"):
         app.include_router(task_commands.router)
+        app.include_router(task_history.router)
+        # Keep last: it answers GET /v1/tasks/{id} from the event store only while no
+        # read-model route does (one included earlier wins); that route calls
+        # queries.history.http.task_as_of when ?as_of= is given.
+        app.include_router(task_history.as_of_router)
     return app
