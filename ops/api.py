@@ -17,6 +17,8 @@ from ops import health
 from ops.audit import open_audit_logs
 from ops.bootstrap import WriteSide, build_auth, build_write_side
 from ops.http import BodyLimitMiddleware, RequestIdMiddleware, install_error_handlers
+from ops.metrics import router as metrics_router
+from ops.observability import ObservabilityMiddleware, configure_tracing
 from ops.settings import InvalidSetting, Settings
 from queries.history import http as task_history
 from queries.http import users as user_queries
@@ -91,8 +93,11 @@ def build_api(settings: Settings, routes: Routes = "all") -> FastAPI:
     )
     install_error_handlers(app)
     app.add_middleware(BodyLimitMiddleware)
+    # Inside RequestIdMiddleware, so the request id is known to every log line it binds.
+    app.add_middleware(ObservabilityMiddleware, tracing=configure_tracing(settings, "api"))
     app.add_middleware(RequestIdMiddleware)
     app.include_router(health.router)
+    app.include_router(metrics_router)
     if routes in ("auth", "all"):
         app.include_router(auth_commands.router)
         app.include_router(user_queries.router)

@@ -1,45 +1,88 @@
-"""Process-wide logging: one handler on stderr, JSON lines in production, plain text for people."""
+"""Process-wide logging through structlog: JSON lines in production, plain text for people.
+
+Every record, whether from structlog or from a stdlib logger (uvicorn, eventsourcing, ours),
+goes through the same processors, so each line carries the context bound for the work in hand:
+the HTTP request (``request_id``, ``user_id``, ``correlation_id``) or the event being handled
+(``correlation_id``, ``traceparent``, bound with structlog's contextvars by the workers).
+"""
 
 from __future__ import annotations
 
-import json
 import logging
 import sys
-from datetime import UTC, datetime
-from typing import Literal
+from collections.abc import MutableMapping
+from contextvars import ContextVar
+from typing import Any, Literal
+
+import structlog
+from structlog.typing import EventDict, Processor, WrappedLogger
 
 Level = Literal["DEBUG", "INFO", "WARNING", "ERROR"]
 
-# Attributes every LogRecord has; anything else was passed with ``extra=`` and is kept.
-_STANDARD = set(logging.makeLogRecord({}).__dict__) | {"message", "asctime", "taskName"}
+# The ASGI scope's state of the request being served. A mapping, not copied values: the user id
+# is only known once a route has authenticated, and it lands in this same mapping.
+http_request_state: ContextVar[MutableMapping[str, Any] | None] = ContextVar(
+    "http_request_state", default=None
+)
 
 
-class JsonLines(logging.Formatter):
-    """One JSON object per line, so a log shipper needs no parsing rules."""
+def add_request_context(logger: WrappedLogger, method: str, event: EventDict) -> EventDict:
+    state = http_request_state.get()
+    if state is not None:
+        request_id = state.get("request_id")
+        if request_id is not None:
+            event.setdefault("request_id", request_id)
+            # An HTTP request's id is the correlation id its events carry (domain.meta).
+            event.setdefault("correlation_id", request_id)
+        user_id = state.get("user_id")
+        if user_id is not None:
+            event.setdefault("user_id", str(user_id))
+    return event
 
-    def format(self, record: logging.LogRecord) -> str:
-        entry: dict[str, object] = {
-            "time": datetime.fromtimestamp(record.created, UTC).isoformat(),
-            "level": record.levelname.lower(),
-            "logger": record.name,
-            "message": record.getMessage(),
-        }
-        for key, value in record.__dict__.items():
-            if key not in _STANDARD and not key.startswith("_"):
-                entry[key] = value
-        if record.exc_info:
-            entry["exception"] = self.formatException(record.exc_info)
-        return json.dumps(entry, default=str)
+
+def _shared_processors() -> list[Processor]:
+    return [
+        structlog.contextvars.merge_contextvars,
+        add_request_context,
+        structlog.stdlib.add_logger_name,
+        structlog.stdlib.add_log_level,
+        structlog.processors.TimeStamper(fmt="iso", utc=True, key="time"),
+    ]
 
 
 def configure_logging(level: Level, *, json_lines: bool) -> None:
-    """Replace whatever handlers exist; uvicorn's loggers propagate here (log_config=None)."""
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(
-        JsonLines()
-        if json_lines
-        else logging.Formatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s")
+    """Configure once per process, first thing; replaces whatever handlers exist.
+
+    uvicorn's loggers propagate to the root handler (run it with ``log_config=None``).
+    """
+    shared = _shared_processors()
+    structlog.configure(
+        processors=[
+            structlog.stdlib.filter_by_level,
+            *shared,
+            structlog.stdlib.PositionalArgumentsFormatter(),
+            structlog.stdlib.ProcessorFormatter.wrap_for_formatter,
+        ],
+        logger_factory=structlog.stdlib.LoggerFactory(),
+        wrapper_class=structlog.stdlib.BoundLogger,
+        cache_logger_on_first_use=True,
     )
+    renderer: list[Processor] = (
+        [
+            structlog.processors.dict_tracebacks,
+            structlog.processors.EventRenamer("message"),
+            structlog.processors.JSONRenderer(default=str),
+        ]
+        if json_lines
+        else [structlog.dev.ConsoleRenderer(colors=False)]
+    )
+    formatter = structlog.stdlib.ProcessorFormatter(
+        # Records from stdlib loggers get the same context; ``extra=`` fields are kept.
+        foreign_pre_chain=[*shared, structlog.stdlib.ExtraAdder()],
+        processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, *renderer],
+    )
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(formatter)
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)

@@ -60,6 +60,9 @@ class Settings(BaseSettings):
 
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_json: bool = True
+    # Spans from the request's traceparent through the workers; needs the optional
+    # opentelemetry-sdk (the `otel` extra). Exporters read the standard OTEL_* variables.
+    otel_enabled: bool = False
 
     @field_validator("event_store_url")
     @classmethod
