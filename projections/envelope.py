@@ -29,7 +29,22 @@ class Envelope:
 
 
 class Projector(Protocol):
-    """A named, versioned consumer of upstream logs. ``apply`` must be idempotent."""
+    """A named, versioned consumer of upstream logs. ``apply`` must be idempotent.
+
+    How the runner (projections/runner.py) drives it:
+
+    - ``start`` once per runner start, before any ``apply``.
+    - ``apply`` gets events of ONE upstream, in log order, only of ``topics`` (all when empty).
+      The runner never calls ``apply`` concurrently on one projector instance, even when it
+      follows several upstreams at once.
+    - After ``apply`` returns, the runner advances the checkpoint; a crash in between means
+      the same events are applied again, so stale writes must be ignored (version guards).
+    - If ``apply`` raises, the runner retries the batch one event at a time; an event that
+      still raises is parked (``projection_parked``) and skipped. Errors that mean "a server
+      is unreachable" (see runner.is_transient: pymongo ConnectionFailure, redis
+      ConnectionError/TimeoutError, OSError) are never parked: the runner backs off and
+      re-applies from its last checkpoint.
+    """
 
     name: str
     version: int
@@ -49,8 +64,13 @@ class Projection(Protocol):
     """A named read model that can be built in numbered generations (blue/green rebuilds).
 
     Generation N writes only to its own collections/keys (e.g. Mongo ``{name}_v{N}_tasks``,
-    Redis ``{prefix}rm:{name}:v{N}:…``); the live generation is an alias the query side reads
-    (Mongo collection ``projection_aliases``: ``{_id: name, generation: N}``).
+    Redis ``{prefix}rm:{name}:v{N}:…``; ``collection_name`` and ``redis_namespace`` below spell
+    them); the live generation is an alias the query side reads (Mongo collection
+    ``projection_aliases``: ``{_id: name, generation: N, …}``, read it through
+    projections.aliases.LiveGenerations). Generation 1 is live until the first rebuild.
+
+    ``projector(N)`` must not do I/O (``start`` does). ``drop(N)`` must be idempotent: it may
+    run twice, or for a generation that never wrote anything.
     """
 
     name: str
@@ -64,3 +84,13 @@ class Projection(Protocol):
     async def drop(self, generation: int) -> None:
         """Remove every collection and key of a generation that is no longer live."""
         ...
+
+
+def collection_name(projection: str, generation: int, suffix: str) -> str:
+    """The Mongo collection of one generation of a projection, e.g. ``task_list_v2_tasks``."""
+    return f"{projection}_v{generation}_{suffix}"
+
+
+def redis_namespace(prefix: str, projection: str, generation: int) -> str:
+    """The Redis key prefix of one generation of a projection, under Settings.redis_prefix."""
+    return f"{prefix}rm:{projection}:v{generation}:"

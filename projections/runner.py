@@ -1,0 +1,353 @@
+"""The runner: keeps one generation of one projection current with its upstream logs.
+
+Per upstream, a reader task fetches and decodes batches (in a thread: eventsourcing is
+synchronous) while the projector applies the previous one; after each applied batch the
+checkpoint advances. The checkpoint moves only past events that were applied or parked, so
+a crash at any point re-applies a batch (harmless: projectors ignore stale writes) and never
+skips one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+import pymongo.errors
+import redis.exceptions
+
+from projections import metrics
+from projections.checkpoints import CheckpointStore
+from projections.envelope import Envelope, Projection, Projector
+from projections.log import LogSignal, NotificationLog, Undecodable
+from projections.parked import ParkedEvent, ParkedEvents
+
+log = logging.getLogger(__name__)
+
+# Lag in seconds needs a read of the log; once a second per upstream is plenty for a gauge.
+LAG_SECONDS_EVERY = 1.0
+
+
+def is_transient(exc: BaseException) -> bool:
+    """A server that does not answer: retry later, never park the event."""
+    return isinstance(
+        exc,
+        pymongo.errors.ConnectionFailure
+        | redis.exceptions.ConnectionError
+        | redis.exceptions.TimeoutError
+        | OSError
+        | TimeoutError,
+    )
+
+
+class LogUnavailableError(Exception):
+    """Reading the upstream log failed; nothing was applied, the reader retries."""
+
+
+@dataclass(frozen=True, slots=True)
+class Pacing:
+    batch_size: int = 1000
+    poll_min: float = 0.01  # back-off of an idle tail, between a wake-up and the ceiling
+    poll_max: float = 0.5
+    retry_min: float = 0.2  # back-off after a transient error
+    retry_max: float = 10.0
+
+
+@dataclass(frozen=True, slots=True)
+class Progress:
+    projection: str
+    generation: int
+    upstream: str
+    position: int
+    head: int
+
+
+@dataclass(frozen=True, slots=True)
+class _Chunk:
+    items: Sequence[Envelope | Undecodable]
+    upto: int  # the checkpoint once the items are applied
+    head: int
+
+
+@dataclass(frozen=True, slots=True)
+class _Failed:
+    error: BaseException
+
+
+@dataclass
+class _Track:
+    position: int = 0
+    head: int = 0
+    lag_checked: float = field(default=float("-inf"))
+
+
+async def _sleep(token: asyncio.Event, stop: asyncio.Event | None, seconds: float) -> bool:
+    """Wait for a wake-up, a stop or ``seconds``; True unless the time ran out."""
+    if stop is None:
+        return await LogSignal.wait(token, seconds)
+    waits = [asyncio.ensure_future(token.wait()), asyncio.ensure_future(stop.wait())]
+    done, pending = await asyncio.wait(waits, timeout=seconds, return_when=asyncio.FIRST_COMPLETED)
+    for task in pending:
+        task.cancel()
+    return bool(done)
+
+
+def _stopped(stop: asyncio.Event | None) -> bool:
+    return stop is not None and stop.is_set()
+
+
+class ProjectionRunner:
+    """Applies every upstream event of a projection to one generation, in order, at least once."""
+
+    def __init__(
+        self,
+        projection: Projection,
+        generation: int,
+        logs: Mapping[str, NotificationLog],
+        checkpoints: CheckpointStore,
+        parked: ParkedEvents,
+        *,
+        pacing: Pacing | None = None,
+        on_progress: Callable[[Progress], None] | None = None,
+        live: bool = False,
+        transient: Callable[[BaseException], bool] = is_transient,
+    ) -> None:
+        missing = [u for u in projection.upstreams if u not in logs]
+        if missing:
+            raise ValueError(f"{projection.name}: no log for upstream(s) {', '.join(missing)}")
+        self.projection = projection
+        self.generation = generation
+        self.projector: Projector = projection.projector(generation)
+        self.logs = [logs[u] for u in projection.upstreams]
+        self.checkpoints = checkpoints
+        self.parked = parked
+        self.pacing = pacing or Pacing()
+        self.on_progress = on_progress
+        # Only the live generation reports gauges; the host flips this when aliases change.
+        self.live = live
+        self._transient = transient
+        self._apply_lock = asyncio.Lock()
+        self._started = False
+        self._tracks = {upstream.name: _Track() for upstream in self.logs}
+
+    @property
+    def name(self) -> str:
+        return self.projection.name
+
+    async def start(self) -> None:
+        if not self._started:
+            await self.projector.start()
+            self._started = True
+            if self.live:
+                count = await self.parked.count(self.name, self.generation)
+                metrics.PARKED.labels(self.name).set(count)
+
+    async def catch_up(self) -> None:
+        """Apply everything up to the head of every upstream (heads re-read until reached)."""
+        await self.start()
+        async with asyncio.TaskGroup() as group:
+            for upstream in self.logs:
+                group.create_task(self._follow(upstream, None, until_head=True))
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Tail every upstream until ``stop`` is set; returns after the batch in hand is applied."""
+        await self.start()
+        async with asyncio.TaskGroup() as group:
+            for upstream in self.logs:
+                group.create_task(self._follow(upstream, stop, until_head=False))
+
+    async def _follow(
+        self, upstream: NotificationLog, stop: asyncio.Event | None, *, until_head: bool
+    ) -> None:
+        delay = self.pacing.retry_min
+        while not _stopped(stop):
+            try:
+                await self._follow_once(upstream, stop, until_head=until_head)
+                return
+            except Exception as exc:
+                if not (isinstance(exc, LogUnavailableError) or self._transient(exc)):
+                    raise
+                log.warning(
+                    "%s v%d <- %s: %s; retrying from the checkpoint in %.1fs",
+                    self.name,
+                    self.generation,
+                    upstream.name,
+                    exc,
+                    delay,
+                )
+            if stop is None:
+                await asyncio.sleep(delay)
+            else:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), delay)
+            delay = min(delay * 2, self.pacing.retry_max)
+
+    async def _follow_once(
+        self, upstream: NotificationLog, stop: asyncio.Event | None, *, until_head: bool
+    ) -> None:
+        position = await self.checkpoints.position(self.name, self.generation, upstream.name)
+        track = self._tracks[upstream.name]
+        track.position = position
+        chunks: asyncio.Queue[_Chunk | _Failed | None] = asyncio.Queue(maxsize=2)
+        reader = asyncio.create_task(
+            self._read(upstream, position, chunks, stop, until_head=until_head)
+        )
+        try:
+            while True:
+                chunk = await chunks.get()
+                if chunk is None:
+                    return
+                if isinstance(chunk, _Failed):
+                    raise chunk.error
+                await self._apply(upstream.name, chunk.items)
+                await self.checkpoints.advance(
+                    self.name, self.generation, upstream.name, chunk.upto
+                )
+                track.position = chunk.upto
+                track.head = max(track.head, chunk.head)
+                await self._report(upstream)
+                if _stopped(stop):
+                    return
+        finally:
+            reader.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await reader
+
+    async def _read(
+        self,
+        upstream: NotificationLog,
+        position: int,
+        chunks: asyncio.Queue[_Chunk | _Failed | None],
+        stop: asyncio.Event | None,
+        *,
+        until_head: bool,
+    ) -> None:
+        topics = list(self.projection.topics)
+        size = self.pacing.batch_size
+        delay = self.pacing.poll_min
+        track = self._tracks[upstream.name]
+        try:
+            while not _stopped(stop):
+                # The token is taken before the head is read: a commit after this point wakes us.
+                token = upstream.signal.token()
+                try:
+                    head = await asyncio.to_thread(upstream.head)
+                except Exception as exc:
+                    raise LogUnavailableError(f"{upstream.name}: {exc}") from exc
+                track.head = max(track.head, head)
+                if head <= position:
+                    if until_head:
+                        break
+                    if track.position >= head:
+                        await self._report(upstream)
+                    woke = await _sleep(token, stop, delay)
+                    delay = self.pacing.poll_min if woke else min(delay * 2, self.pacing.poll_max)
+                    continue
+                delay = self.pacing.poll_min
+                while position < head and not _stopped(stop):
+                    try:
+                        items = await asyncio.to_thread(upstream.read, position, size, topics, head)
+                    except Exception as exc:
+                        raise LogUnavailableError(f"{upstream.name}: {exc}") from exc
+                    # A short batch read up to the head covers every position up to it, even
+                    # those of topics this projection does not handle.
+                    upto = items[-1].position if len(items) >= size else head
+                    await chunks.put(_Chunk(items, upto, head))
+                    position = upto
+            await chunks.put(None)
+        except Exception as exc:  # handed to the applying side, which owns the retry policy
+            await chunks.put(_Failed(exc))
+
+    async def _apply(self, upstream: str, items: Sequence[Envelope | Undecodable]) -> None:
+        envelopes = [item for item in items if isinstance(item, Envelope)]
+        for item in items:
+            if isinstance(item, Undecodable):
+                await self._park(upstream, item.position, item.topic, item.error)
+        if not envelopes:
+            return
+        async with self._apply_lock:
+            try:
+                await self.projector.apply(envelopes)
+            except Exception as exc:
+                if self._transient(exc):
+                    raise
+                log.warning(
+                    "%s v%d: batch failed (%s); applying one by one",
+                    self.name,
+                    self.generation,
+                    exc,
+                )
+            else:
+                metrics.APPLIED.labels(self.name).inc(len(envelopes))
+                return
+            for envelope in envelopes:
+                try:
+                    await self.projector.apply([envelope])
+                except Exception as exc:
+                    if self._transient(exc):
+                        raise
+                    await self._park(
+                        upstream, envelope.position, envelope.topic, f"{type(exc).__name__}: {exc}"
+                    )
+                else:
+                    metrics.APPLIED.labels(self.name).inc()
+
+    async def _park(self, upstream: str, position: int, topic: str, error: str) -> None:
+        log.error(
+            "%s v%d: parked %s #%d (%s): %s",
+            self.name,
+            self.generation,
+            upstream,
+            position,
+            topic,
+            error,
+        )
+        await self.parked.park(
+            ParkedEvent(
+                projection=self.name,
+                generation=self.generation,
+                upstream=upstream,
+                position=position,
+                topic=topic,
+                error=error[:4000],
+                time=datetime.now(UTC),
+            )
+        )
+        if self.live:
+            metrics.PARKED.labels(self.name).set(
+                await self.parked.count(self.name, self.generation)
+            )
+
+    async def _report(self, upstream: NotificationLog) -> None:
+        track = self._tracks[upstream.name]
+        if self.on_progress is not None:
+            self.on_progress(
+                Progress(self.name, self.generation, upstream.name, track.position, track.head)
+            )
+        if not self.live:
+            return
+        labels = (self.name, upstream.name)
+        metrics.POSITION.labels(*labels).set(track.position)
+        metrics.HEAD.labels(*labels).set(track.head)
+        metrics.LAG_EVENTS.labels(*labels).set(max(0, track.head - track.position))
+        if track.position >= track.head:
+            metrics.LAG_SECONDS.labels(*labels).set(0)
+            return
+        now = time.monotonic()
+        if now - track.lag_checked < LAG_SECONDS_EVERY:
+            return
+        track.lag_checked = now
+        try:
+            oldest = await asyncio.to_thread(upstream.first_after, track.position)
+        except Exception as exc:  # a gauge is not worth failing a batch for
+            log.debug("lag of %s <- %s unknown: %s", self.name, upstream.name, exc)
+            return
+        lag = 0.0 if oldest is None else (datetime.now(UTC) - oldest).total_seconds()
+        metrics.LAG_SECONDS.labels(*labels).set(max(0.0, lag))
+
+    def forget_metrics(self) -> None:
+        metrics.forget(self.name, [u.name for u in self.logs])
