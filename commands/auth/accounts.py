@@ -16,6 +16,7 @@ from commands.auth.sessions import Sessions, TokenPair
 from commands.identity import Identity, ResetRequest
 from commands.written import Written
 from domain.errors import InvalidCredentials
+from domain.identity import normalise_email
 from domain.meta import Meta, meta
 from domain.reset_tokens import verify_reset_token
 
@@ -23,11 +24,15 @@ log = logging.getLogger("taskledger.auth")
 
 
 def canonical_email(email: str) -> str:
-    """The address as registration stored it; anything unparseable is kept, and matches nobody."""
+    """The address as registration stored it; anything unparseable is kept, and matches nobody.
+
+    Every spelling of one address must give one rate-limit key too, or changing the case of
+    a letter would buy an attacker a fresh allowance of guesses.
+    """
     try:
-        return validate_email(email)[1]
+        return normalise_email(validate_email(email)[1])
     except PydanticCustomError:
-        return email
+        return normalise_email(email)
 
 
 def _now() -> datetime:

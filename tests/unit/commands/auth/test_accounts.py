@@ -1,0 +1,263 @@
+"""The account use cases on in-memory adapters and an in-memory event store, with a fake clock."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from uuid import UUID
+
+import pytest
+
+from commands.auth.accounts import Accounts
+from commands.auth.memory import InMemoryRateLimiter, InMemorySessionStore
+from commands.auth.passwords import Argon2Hasher
+from commands.auth.rate_limits import AuthLimits
+from commands.auth.sessions import Sessions
+from commands.auth.tokens import JwtTokens, signing_key
+from commands.identity import Identity
+from domain.errors import InvalidCredentials, InvalidResetToken, RateLimited, Unauthenticated
+from domain.meta import meta
+from domain.reset_tokens import derive_reset_token, reset_key
+
+SECRET = b"unit-secret"
+PASSWORD = "correct horse battery"
+HASHER = Argon2Hasher(time_cost=1, memory_cost=64)
+
+
+@dataclass
+class Clock:
+    now: datetime = field(default_factory=lambda: datetime.now(UTC))
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def seconds(self) -> float:
+        return self.now.timestamp()
+
+
+@dataclass
+class World:
+    accounts: Accounts
+    sessions: Sessions
+    identity: Identity
+    clock: Clock
+
+    async def register(self, email: str = "ann@example.com") -> UUID:
+        written = await self.accounts.register(
+            email=email, password=PASSWORD, display_name="Ann", meta=meta(None, "test")
+        )
+        return written.id
+
+
+@pytest.fixture
+def world() -> World:
+    clock = Clock()
+    # The tokens' expiry is checked by PyJWT against the real time, so they use it too.
+    sessions = Sessions(
+        JwtTokens(signing_key(SECRET), algorithm="HS256", access_ttl=900, refresh_ttl=3600),
+        InMemorySessionStore(clock=clock.seconds),
+    )
+    identity = Identity()  # the library's in-memory event store
+    accounts = Accounts(
+        identity=identity,
+        hasher=HASHER,
+        sessions=sessions,
+        limiter=InMemoryRateLimiter(clock=clock.seconds),
+        limits=AuthLimits(
+            login_per_account=3,
+            login_per_client=5,
+            login_window=60,
+            forgot_per_email=2,
+            forgot_per_client=10,
+            forgot_window=60,
+        ),
+        reset_key=reset_key(SECRET),
+        reset_ttl=timedelta(minutes=30),
+        clock=clock,
+    )
+    return World(accounts, sessions, identity, clock)
+
+
+async def _reset_token(world: World, email: str) -> str:
+    requested = await world.accounts.request_reset(email=email, meta=meta(None, "test"))
+    assert requested is not None
+    return derive_reset_token(reset_key(SECRET), requested.claim)
+
+
+async def test_a_registered_user_logs_in_with_any_case_of_the_email(world: World) -> None:
+    user = await world.register("Ann@Example.com")
+    pair = await world.accounts.login(email="ANN@example.COM", password=PASSWORD, client="c")
+    assert await world.sessions.user_for(pair.access_token) == user
+
+
+async def test_wrong_password_and_unknown_email_fail_alike(world: World) -> None:
+    await world.register()
+    with pytest.raises(InvalidCredentials) as wrong:
+        await world.accounts.login(email="ann@example.com", password="nope", client="c")
+    with pytest.raises(InvalidCredentials) as unknown:
+        await world.accounts.login(email="bob@example.com", password="nope", client="c")
+    assert str(wrong.value) == str(unknown.value)
+
+
+async def test_failures_lock_the_account_until_the_window_ends(world: World) -> None:
+    await world.register()
+    # Every spelling of the address counts against the one account.
+    for spelling in ("ann@example.com", "ANN@example.com", " Ann@Example.COM "):
+        with pytest.raises(InvalidCredentials):
+            await world.accounts.login(email=spelling, password="nope", client="c1")
+    # Even the right password, from another address: the account itself is throttled.
+    with pytest.raises(RateLimited) as limited:
+        await world.accounts.login(email="ann@example.com", password=PASSWORD, client="c2")
+    assert 1 <= limited.value.retry_after <= 60
+    world.clock.now += timedelta(seconds=61)
+    assert await world.accounts.login(email="ann@example.com", password=PASSWORD, client="c2")
+
+
+async def test_unknown_emails_are_throttled_like_registered_ones(world: World) -> None:
+    for _ in range(3):
+        with pytest.raises(InvalidCredentials):
+            await world.accounts.login(email="bob@example.com", password="nope", client="c1")
+    with pytest.raises(RateLimited):
+        await world.accounts.login(email="bob@example.com", password="nope", client="c2")
+
+
+async def test_failures_from_one_address_across_accounts_are_throttled(world: World) -> None:
+    await world.register()
+    for n in range(5):
+        with pytest.raises(InvalidCredentials):
+            await world.accounts.login(email=f"u{n}@example.com", password="x", client="c1")
+    with pytest.raises(RateLimited):
+        await world.accounts.login(email="ann@example.com", password=PASSWORD, client="c1")
+    # Another address is not affected.
+    assert await world.accounts.login(email="ann@example.com", password=PASSWORD, client="c2")
+
+
+async def test_a_success_forgives_the_accounts_failures(world: World) -> None:
+    await world.register()
+    for _ in range(2):
+        with pytest.raises(InvalidCredentials):
+            await world.accounts.login(email="ann@example.com", password="nope", client="c")
+    await world.accounts.login(email="ann@example.com", password=PASSWORD, client="c")
+    for _ in range(2):
+        with pytest.raises(InvalidCredentials):
+            await world.accounts.login(email="ann@example.com", password="nope", client="c")
+    assert await world.accounts.login(email="ann@example.com", password=PASSWORD, client="c")
+
+
+async def test_refresh_rotates_and_reuse_revokes_the_session(world: World) -> None:
+    await world.register()
+    first = await world.accounts.login(email="ann@example.com", password=PASSWORD, client="c")
+    second = await world.accounts.refresh(first.refresh_token)
+    assert await world.sessions.user_for(second.access_token)
+    with pytest.raises(Unauthenticated):
+        await world.accounts.refresh(first.refresh_token)
+    for spent in (second.refresh_token,):
+        with pytest.raises(Unauthenticated):
+            await world.accounts.refresh(spent)
+    for access in (first.access_token, second.access_token):
+        with pytest.raises(Unauthenticated):
+            await world.sessions.user_for(access)
+
+
+async def test_logout_ends_access_and_refresh_together(world: World) -> None:
+    await world.register()
+    pair = await world.accounts.login(email="ann@example.com", password=PASSWORD, client="c")
+    other = await world.accounts.login(email="ann@example.com", password=PASSWORD, client="c")
+    await world.accounts.logout(pair.access_token)
+    with pytest.raises(Unauthenticated):
+        await world.sessions.user_for(pair.access_token)
+    with pytest.raises(Unauthenticated):
+        await world.accounts.refresh(pair.refresh_token)
+    # Only that session: the user's other login goes on.
+    assert await world.sessions.user_for(other.access_token)
+
+
+async def test_a_reset_works_once_and_revokes_every_session(world: World) -> None:
+    user = await world.register()
+    sessions = [
+        await world.accounts.login(email="ann@example.com", password=PASSWORD, client="c")
+        for _ in range(2)
+    ]
+    token = await _reset_token(world, "ann@example.com")
+    written = await world.accounts.reset_password(
+        token=token, new_password="a new password", meta=meta(None, "test")
+    )
+    assert written.id == user
+    for pair in sessions:
+        with pytest.raises(Unauthenticated):
+            await world.sessions.user_for(pair.access_token)
+    with pytest.raises(InvalidResetToken):
+        await world.accounts.reset_password(
+            token=token, new_password="again a password", meta=meta(None, "test")
+        )
+    with pytest.raises(InvalidCredentials):
+        await world.accounts.login(email="ann@example.com", password=PASSWORD, client="c")
+    assert await world.accounts.login(
+        email="ann@example.com", password="a new password", client="c"
+    )
+
+
+async def test_the_reset_is_recorded_as_done_by_the_user(world: World) -> None:
+    user = await world.register()
+    token = await _reset_token(world, "ann@example.com")
+    await world.accounts.reset_password(
+        token=token, new_password="a new password", meta=meta(None, "request-1")
+    )
+    changed = list(world.identity.events.get(user))[-1]
+    assert vars(changed)["meta"] == {
+        "actor_id": str(user),
+        "correlation_id": "request-1",
+        "traceparent": None,
+    }
+
+
+async def test_a_reset_token_expires(world: World) -> None:
+    await world.register()
+    token = await _reset_token(world, "ann@example.com")
+    world.clock.now += timedelta(minutes=30, seconds=1)
+    with pytest.raises(InvalidResetToken):
+        await world.accounts.reset_password(
+            token=token, new_password="a new password", meta=meta(None, "test")
+        )
+
+
+async def test_another_password_change_spends_older_reset_tokens(world: World) -> None:
+    await world.register()
+    older = await _reset_token(world, "ann@example.com")
+    newer = await _reset_token(world, "ann@example.com")
+    await world.accounts.reset_password(
+        token=newer, new_password="a new password", meta=meta(None, "test")
+    )
+    with pytest.raises(InvalidResetToken):
+        await world.accounts.reset_password(
+            token=older, new_password="another password", meta=meta(None, "test")
+        )
+
+
+async def test_a_reset_request_for_an_unknown_email_records_nothing(world: World) -> None:
+    head = world.identity.recorder.max_notification_id()
+    assert (
+        await world.accounts.request_reset(email="bob@example.com", meta=meta(None, "test")) is None
+    )
+    assert world.identity.recorder.max_notification_id() == head
+
+
+async def test_reset_requests_are_throttled_per_email(world: World) -> None:
+    for _ in range(2):
+        await world.accounts.throttle_reset_request(email="bob@example.com", client="c")
+    with pytest.raises(RateLimited):
+        await world.accounts.throttle_reset_request(email="BOB@example.com", client="c2")
+
+
+async def test_a_login_that_read_the_user_before_a_reset_opens_no_session(world: World) -> None:
+    user = await world.register()
+    # The login checked the old password against this version of the user ...
+    before = world.identity.get_user(user).version
+    token = await _reset_token(world, "ann@example.com")
+    # ... and the reset lands before the login opens its session.
+    await world.accounts.reset_password(
+        token=token, new_password="a new password", meta=meta(None, "test")
+    )
+    with pytest.raises(InvalidCredentials):
+        await world.sessions.open(user, before)
+    assert await world.sessions.open(user, world.identity.get_user(user).version)
