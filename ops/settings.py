@@ -51,6 +51,13 @@ class Settings(BaseSettings):
 
     read_your_writes_timeout: float = Field(default=2.0, ge=0, le=30)
 
+    # Projections: events per read while catching up; the idle tail's poll back-off ceiling
+    # (wake-ups from LISTEN/NOTIFY or the SQLite watch come sooner); how long a replaced
+    # generation outlives a blue/green switch (readers cache the alias for 1 s).
+    projection_batch_size: int = Field(default=1000, ge=1, le=50_000)
+    projection_poll_max: float = Field(default=0.5, gt=0, le=60)
+    projection_rebuild_grace: float = Field(default=10.0, ge=2, le=3600)
+
     # argon2id cost; the defaults are argon2-cffi's RFC 9106 "low memory" profile.
     argon2_time_cost: int = Field(default=3, ge=1)
     argon2_memory_cost: int = Field(default=65_536, ge=8)
