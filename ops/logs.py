@@ -40,6 +40,12 @@ def add_request_context(logger: WrappedLogger, method: str, event: EventDict) ->
     return event
 
 
+def _drop_color_message(logger: WrappedLogger, method: str, event: EventDict) -> EventDict:
+    # uvicorn passes a terminal-coloured copy of its message as an extra; JSON needs neither.
+    event.pop("color_message", None)
+    return event
+
+
 def _shared_processors() -> list[Processor]:
     return [
         structlog.contextvars.merge_contextvars,
@@ -67,6 +73,19 @@ def configure_logging(level: Level, *, json_lines: bool) -> None:
         wrapper_class=structlog.stdlib.BoundLogger,
         cache_logger_on_first_use=True,
     )
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(line_formatter(json_lines=json_lines))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level)
+    for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):
+        logging.getLogger(name).handlers.clear()
+        logging.getLogger(name).propagate = True
+
+
+def line_formatter(*, json_lines: bool) -> logging.Formatter:
+    """Formats any stdlib record (ours, uvicorn's, libraries') with the bound context."""
+    shared = _shared_processors()
     renderer: list[Processor] = (
         [
             structlog.processors.dict_tracebacks,
@@ -76,16 +95,8 @@ def configure_logging(level: Level, *, json_lines: bool) -> None:
         if json_lines
         else [structlog.dev.ConsoleRenderer(colors=False)]
     )
-    formatter = structlog.stdlib.ProcessorFormatter(
+    return structlog.stdlib.ProcessorFormatter(
         # Records from stdlib loggers get the same context; ``extra=`` fields are kept.
-        foreign_pre_chain=[*shared, structlog.stdlib.ExtraAdder()],
+        foreign_pre_chain=[*shared, structlog.stdlib.ExtraAdder(), _drop_color_message],
         processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, *renderer],
     )
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(formatter)
-    root = logging.getLogger()
-    root.handlers[:] = [handler]
-    root.setLevel(level)
-    for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):
-        logging.getLogger(name).handlers.clear()
-        logging.getLogger(name).propagate = True

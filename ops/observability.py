@@ -94,22 +94,19 @@ class ObservabilityMiddleware:
     async def _traced(
         self, scope: Scope, receive: Receive, send: Send, incoming: str | None
     ) -> None:
-        from opentelemetry import propagate, trace
+        from opentelemetry import propagate
 
-        carrier = {"traceparent": incoming} if valid_traceparent(incoming) else {}
-        tracer = trace.get_tracer("taskledger.http")
-        with tracer.start_as_current_span(
-            scope["method"], context=propagate.extract(carrier), kind=trace.SpanKind.SERVER
-        ) as span:
-            outgoing: dict[str, str] = {}
-            propagate.inject(outgoing)
-            _set_header(scope, b"traceparent", outgoing.get("traceparent") or new_traceparent())
-            try:
-                await self.app(scope, receive, send)
-            finally:
-                route = _route_template(scope)
-                span.update_name(f"{scope['method']} {route}")
-                span.set_attribute("http.route", route)
+        # FastAPI's native telemetry has already opened the server span (a child of the
+        # client's traceparent, named by route template): the events continue that span.
+        carrier: dict[str, str] = {}
+        propagate.inject(carrier)
+        current = carrier.get("traceparent")
+        if valid_traceparent(current):
+            traceparent = current
+        else:
+            traceparent = incoming if valid_traceparent(incoming) else new_traceparent()
+        _set_header(scope, b"traceparent", traceparent)
+        await self.app(scope, receive, send)
 
 
 def _route_template(scope: Scope) -> str:
@@ -144,10 +141,10 @@ def configure_tracing(
     configure it. Returns whether spans are being recorded.
     """
     global _tracing_configured
-    if _tracing_configured:
-        return True
     if not settings.otel_enabled:
         return False
+    if _tracing_configured:
+        return True
     try:
         from opentelemetry import trace
         from opentelemetry.sdk.resources import Resource

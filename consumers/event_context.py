@@ -1,0 +1,42 @@
+"""Join the work done for an event to the request that caused it: logs and, if configured, spans.
+
+Every event's meta (domain.meta.Meta) carries the HTTP request's ``correlation_id`` and its W3C
+``traceparent``; integration messages copy both. While handling one, wrap the work in
+``bind_event_context(meta)``: log lines (structlog contextvars, which the process's logging
+merges into stdlib records too) carry both ids, and when the process has an OpenTelemetry tracer
+provider (ops configures one when TASKLEDGER_OTEL_ENABLED is set and the SDK is installed) the
+work runs in a span whose parent is the request's. Without a provider the span is a no-op.
+
+Kept here, free of ops/, because consumers may import only the domain (projections/ holds
+the same function for the same reason).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+
+import structlog
+
+try:
+    from opentelemetry import propagate, trace
+except ImportError:  # tracing is optional; logs still join
+    trace = None  # type: ignore[assignment]
+
+
+@contextmanager
+def bind_event_context(
+    meta: Mapping[str, object] | None, span: str = "handle event", **fields: str
+) -> Iterator[None]:
+    """Bind ``correlation_id``, ``traceparent`` and ``fields`` to every log line inside."""
+    correlation_id = meta.get("correlation_id") if meta else None
+    traceparent = meta.get("traceparent") if meta else None
+    with structlog.contextvars.bound_contextvars(
+        correlation_id=correlation_id, traceparent=traceparent, **fields
+    ):
+        if trace is None or not isinstance(traceparent, str):
+            yield
+            return
+        parent = propagate.extract({"traceparent": traceparent})
+        with trace.get_tracer(__name__).start_as_current_span(span, context=parent):
+            yield
