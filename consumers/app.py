@@ -1,0 +1,123 @@
+"""The mailer as FastStream subscribers: one consumer group per stream, shared by all mailers.
+
+Each message type has its own stream (``{stream_prefix}{MessageType}``) and two subscribers:
+
+- the reader (XREADGROUP ``>``): new entries, each to exactly one mailer of the group;
+- the reclaimer (XAUTOCLAIM, ``min_idle_time``): entries left pending — by a mailer that
+  crashed, or on purpose, to be retried after a back-off — are claimed again once idle long
+  enough, by whichever mailer asks first.
+
+On Redis Streams FastStream's ``nack()`` does nothing, so every acknowledgement is ours
+(``AckPolicy.MANUAL``): the ledger acknowledges an entry together with its final state.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from faststream import AckPolicy, BaseMiddleware
+from faststream.message import StreamMessage
+from faststream.redis import RedisRouter, StreamSub
+from faststream.redis.annotations import RedisStreamMessage
+from pydantic import ValidationError
+
+from consumers.delivery import MailDelivery
+from consumers.ledger import StreamEntry
+from consumers.letters import RESET_KIND, WELCOME_KIND
+from consumers.messages import PasswordResetRequested, UserRegistered
+
+DATA_FIELD = b"__data__"
+
+
+@dataclass(frozen=True, slots=True)
+class MailerOptions:
+    stream_prefix: str  # streams are "{stream_prefix}{MessageType}"
+    consumer: str  # this process's name in the group; unique per process
+    concurrency: int  # mails in flight per subscriber
+    reclaim_idle_ms: int  # pending at least this long: may be claimed again
+    block_ms: int = 1000  # XREADGROUP BLOCK: how long one read waits for news
+
+
+def stream_entry(message: StreamMessage[Any]) -> StreamEntry:
+    raw = message.raw_message
+    data: Mapping[bytes, bytes] = raw["data"]
+    return StreamEntry(
+        stream=raw["channel"],
+        entry_id=raw["message_ids"][0].decode(),
+        data=data.get(DATA_FIELD, b""),
+    )
+
+
+def mailer_router(delivery: MailDelivery, options: MailerOptions) -> RedisRouter:
+    """Every subscriber of the mailer, ready for ``broker.include_router``."""
+    group = delivery.ledger.keys.group
+    reset_stream = options.stream_prefix + PasswordResetRequested.__name__
+    welcome_stream = options.stream_prefix + UserRegistered.__name__
+    kinds = {reset_stream: RESET_KIND, welcome_stream: WELCOME_KIND}
+
+    class ParkMalformed(BaseMiddleware):
+        """A message that does not match its schema would fail forever: park it at once."""
+
+        async def consume_scope(
+            self,
+            call_next: Callable[[StreamMessage[Any]], Awaitable[Any]],
+            msg: StreamMessage[Any],
+        ) -> Any:
+            try:
+                return await call_next(msg)
+            except ValidationError as error:
+                entry = stream_entry(msg)
+                await delivery.malformed(kinds.get(entry.stream, "unknown"), entry, str(error))
+                return None
+
+    router = RedisRouter(middlewares=[ParkMalformed])
+
+    def subscribe(stream: str, title: str, description: str) -> Callable[[Any], Any]:
+        reader = router.subscriber(
+            stream=StreamSub(
+                stream,
+                group=group,
+                consumer=options.consumer,
+                polling_interval=options.block_ms,
+                # No hoarding: what one mailer has read, the others cannot take until it idles.
+                max_records=options.concurrency,
+            ),
+            ack_policy=AckPolicy.MANUAL,
+            max_workers=options.concurrency,
+            title=title,
+            description=description,
+        )
+        reclaimer = router.subscriber(
+            stream=StreamSub(
+                stream,
+                group=group,
+                consumer=options.consumer,
+                min_idle_time=options.reclaim_idle_ms,
+                polling_interval=options.reclaim_idle_ms // 2 or 1,
+            ),
+            ack_policy=AckPolicy.MANUAL,
+            max_workers=options.concurrency,
+            title=f"{title}:reclaim",
+            include_in_schema=False,
+        )
+
+        def both(handler: Any) -> Any:
+            return reclaimer(reader(handler))
+
+        return both
+
+    @subscribe(
+        reset_stream,
+        "mailer:PasswordResetRequested",
+        "Mails the password-reset link; the token is derived by the mailer.",
+    )
+    async def on_password_reset(body: PasswordResetRequested, message: RedisStreamMessage) -> None:
+        await delivery.password_reset(body, stream_entry(message))
+
+    @subscribe(welcome_stream, "mailer:UserRegistered", "Mails a welcome to a new user.")
+    async def on_registered(body: UserRegistered, message: RedisStreamMessage) -> None:
+        await delivery.welcome(body, stream_entry(message))
+
+    return router

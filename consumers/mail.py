@@ -1,0 +1,48 @@
+"""The Mailer port: hand one mail to a mail transfer agent, and say how it failed if it did."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Protocol
+
+
+@dataclass(frozen=True, slots=True)
+class Mail:
+    to: str
+    subject: str
+    text: str
+    html: str
+    # A stable Message-ID per integration message lets the receiving side de-duplicate too.
+    message_id: str
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+class SendFailed(Exception):  # noqa: N818 - the two subclasses name the failure kinds
+    """The mail was not accepted."""
+
+
+class TransientFailure(SendFailed):
+    """Worth another attempt later: connection refused or lost, timeout, a 4xx reply."""
+
+
+class PermanentFailure(SendFailed):
+    """No retry will help: a 5xx reply, a malformed address."""
+
+
+class Mailer(Protocol):
+    """Sends one mail; returns once the server accepted it, else raises a ``SendFailed``."""
+
+    async def send(self, mail: Mail, sender: str) -> None: ...
+
+
+class InMemoryMailer:
+    """Accepts every mail to an address not listed in ``refuse``; keeps what it accepted."""
+
+    def __init__(self, refuse: frozenset[str] = frozenset()) -> None:
+        self.sent: list[tuple[str, Mail]] = []
+        self.refuse = refuse
+
+    async def send(self, mail: Mail, sender: str) -> None:
+        if "@" not in mail.to or mail.to in self.refuse:
+            raise PermanentFailure(f"550 recipient refused: {mail.to}")
+        self.sent.append((sender, mail))

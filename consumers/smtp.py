@@ -1,0 +1,92 @@
+"""SmtpMailer: the Mailer port over aiosmtplib, configured by one URL.
+
+``smtp://[user:pass@]host:port`` (plain, or ``?starttls=true``), ``smtps://…`` (TLS from the
+first byte). Every SMTP conversation is bounded by ``timeout`` as a whole, so a hung server
+costs one attempt, never a stuck mailer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+from email.message import EmailMessage
+from email.utils import formatdate
+from urllib.parse import parse_qs, unquote, urlsplit
+
+import aiosmtplib
+
+from consumers.mail import Mail, PermanentFailure, TransientFailure
+
+_TRUE = {"1", "true", "yes", "on"}
+
+
+@dataclass(frozen=True, slots=True)
+class SmtpMailer:
+    hostname: str
+    port: int
+    username: str | None = None
+    password: str | None = None
+    use_tls: bool = False
+    start_tls: bool = False
+    timeout: float = 30.0
+
+    @classmethod
+    def from_url(cls, url: str, *, timeout: float = 30.0) -> SmtpMailer:
+        parts = urlsplit(url)
+        if parts.scheme not in {"smtp", "smtps"} or not parts.hostname:
+            raise ValueError("must be smtp://[user:pass@]host:port or smtps://…")
+        query = parse_qs(parts.query)
+        return cls(
+            hostname=parts.hostname,
+            port=parts.port or (465 if parts.scheme == "smtps" else 25),
+            username=unquote(parts.username) if parts.username else None,
+            password=unquote(parts.password) if parts.password else None,
+            use_tls=parts.scheme == "smtps",
+            start_tls=query.get("starttls", ["false"])[-1].lower() in _TRUE,
+            timeout=timeout,
+        )
+
+    async def send(self, mail: Mail, sender: str) -> None:
+        message = self._message(mail, sender)
+        try:
+            async with asyncio.timeout(self.timeout):
+                await aiosmtplib.send(
+                    message,
+                    hostname=self.hostname,
+                    port=self.port,
+                    username=self.username,
+                    password=self.password,
+                    use_tls=self.use_tls,
+                    start_tls=self.start_tls,
+                    timeout=self.timeout,
+                )
+        except aiosmtplib.SMTPRecipientsRefused as refused:
+            raise _by_code(refused.recipients[0].code, str(refused.recipients[0])) from None
+        except aiosmtplib.SMTPResponseException as reply:
+            raise _by_code(reply.code, f"{reply.code} {reply.message}") from None
+        except (aiosmtplib.SMTPException, OSError, TimeoutError) as failure:
+            raise TransientFailure(f"{type(failure).__name__}: {failure}") from None
+
+    @staticmethod
+    def _message(mail: Mail, sender: str) -> EmailMessage:
+        if any(ch in mail.to for ch in "\r\n") or mail.to.count("@") != 1:
+            raise PermanentFailure(f"malformed address {mail.to!r}")
+        message = EmailMessage()
+        try:
+            message["From"] = sender
+            message["To"] = mail.to
+            message["Subject"] = mail.subject
+            message["Date"] = formatdate(localtime=False)
+            message["Message-ID"] = mail.message_id
+            for name, value in mail.headers.items():
+                message[name] = value
+        except (ValueError, TypeError) as bad:
+            raise PermanentFailure(f"unusable header: {bad}") from None
+        message.set_content(mail.text)
+        message.add_alternative(mail.html, subtype="html")
+        return message
+
+
+def _by_code(code: int, detail: str) -> TransientFailure | PermanentFailure:
+    # RFC 5321: 4yz is a transient negative reply, 5yz a permanent one.
+    return PermanentFailure(detail) if 500 <= code < 600 else TransientFailure(detail)

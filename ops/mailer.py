@@ -1,0 +1,119 @@
+"""Composes the mailer process: broker, ledger, SMTP adapter and subscribers, from Settings."""
+
+from __future__ import annotations
+
+import logging
+import os
+import secrets
+import socket
+from dataclasses import dataclass
+
+from faststream import FastStream
+from faststream.redis import RedisBroker
+from faststream.specification import AsyncAPI
+from redis.asyncio import Redis
+
+from consumers.app import MailerOptions, mailer_router
+from consumers.dead_letters import RedisDeadLetters
+from consumers.delivery import MailDelivery
+from consumers.ledger import MailerKeys, RedisDeliveryLedger
+from consumers.mail import Mailer
+from consumers.retry import RetryPolicy
+from consumers.smtp import SmtpMailer
+from domain.reset_tokens import reset_key
+from ops.messaging import build_broker, integration_stream_prefix, redis_url
+from ops.settings import InvalidSetting, Settings
+
+LEASE_MARGIN = 5.0  # seconds a lease outlives the longest SMTP conversation
+
+
+def consumer_name() -> str:
+    """Unique per process: a restarted mailer must not inherit a dead one's pending entries."""
+    return f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(3)}"
+
+
+def smtp_mailer(settings: Settings) -> SmtpMailer:
+    if settings.smtp_url is None:
+        raise InvalidSetting("invalid setting TASKLEDGER_SMTP_URL: not set (taskledger up sets it)")
+    return SmtpMailer.from_url(settings.smtp_url, timeout=settings.mail_send_timeout)
+
+
+def ledger(settings: Settings, redis: Redis) -> RedisDeliveryLedger:
+    return RedisDeliveryLedger(
+        redis=redis,
+        keys=MailerKeys(settings.redis_prefix),
+        lease_ms=int((settings.mail_send_timeout + LEASE_MARGIN) * 1000),
+        ttl=settings.mail_dedup_ttl,
+        max_attempts=settings.mail_max_attempts,
+    )
+
+
+def dead_letters(settings: Settings, redis: Redis) -> RedisDeadLetters:
+    return RedisDeadLetters(redis, MailerKeys(settings.redis_prefix))
+
+
+@dataclass(frozen=True, slots=True)
+class MailerProcess:
+    app: FastStream
+    broker: RedisBroker
+    redis: Redis  # the ledger's own client
+    consumer: str
+
+    async def start(self) -> None:
+        """Run the subscribers in the current event loop (``app.run`` does this for a process)."""
+        await self.broker.start()
+
+    async def stop(self) -> None:
+        await self.broker.stop()
+        await self.redis.aclose()
+
+
+def build_mailer(
+    settings: Settings, *, consumer: str | None = None, mailer: Mailer | None = None
+) -> MailerProcess:
+    """Nothing connects here: the broker connects when the app (or ``start``) runs."""
+    name = consumer or consumer_name()
+    redis = Redis.from_url(redis_url(settings))
+    delivery = MailDelivery(
+        ledger=ledger(settings, redis),
+        mailer=mailer or smtp_mailer(settings),
+        policy=RetryPolicy(
+            max_attempts=settings.mail_max_attempts,
+            base=settings.mail_retry_base,
+            cap=settings.mail_retry_max,
+        ),
+        sender=settings.mail_from,
+        reset_key=reset_key(settings.secret()),
+        reset_url_base=settings.reset_url_base,
+        owner=name,
+    )
+    options = MailerOptions(
+        stream_prefix=integration_stream_prefix(settings),
+        consumer=name,
+        concurrency=settings.mail_concurrency,
+        reclaim_idle_ms=int(settings.mail_reclaim_idle * 1000),
+    )
+    broker = build_broker(
+        settings,
+        # On stop, mails in flight finish (or time out) before the process exits.
+        graceful_timeout=settings.mail_send_timeout + LEASE_MARGIN,
+        logger=logging.getLogger("taskledger.faststream"),
+    )
+    broker.include_router(mailer_router(delivery, options))
+
+    async def close_ledger() -> None:
+        await redis.aclose()
+
+    app = FastStream(broker, after_shutdown=[close_ledger], specification=asyncapi(broker))
+    return MailerProcess(app=app, broker=broker, redis=redis, consumer=name)
+
+
+def asyncapi(broker: RedisBroker) -> AsyncAPI:
+    return AsyncAPI(
+        broker,
+        title="taskledger mail",
+        version="1",
+        description="Integration messages Identity publishes on Redis Streams (one stream per "
+        "message type, plain JSON entries: __data__ = {headers, data}) and the mailer consumes "
+        "in one consumer group.",
+    )

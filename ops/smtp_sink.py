@@ -1,0 +1,126 @@
+"""An SMTP sink for the embedded mode and the tests: every accepted mail becomes an .eml file.
+
+``python -m ops.smtp_sink --port P --dir DIR`` runs it as a child of ``taskledger up``; the
+tests start it in-process (``SmtpSink``) and steer it: slow it down, make it refuse an address
+with a permanent 550, stop it and start it again on the same port.
+aiosmtpd's ``Controller`` needs a real free port (port 0 fails).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import signal
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+from email import message_from_bytes, policy
+from email.message import EmailMessage
+from pathlib import Path
+from typing import Any
+
+from aiosmtpd.controller import Controller
+
+
+@dataclass(frozen=True, slots=True)
+class Received:
+    sender: str
+    recipients: tuple[str, ...]
+    data: bytes
+    accepted_at: float  # time.time()
+
+    def message(self) -> EmailMessage:
+        parsed = message_from_bytes(self.data, policy=policy.default)
+        assert isinstance(parsed, EmailMessage)
+        return parsed
+
+
+@dataclass
+class SinkHandler:
+    """aiosmtpd handler. ``delay`` and ``refuse`` may change while it runs."""
+
+    directory: Path | None = None
+    delay: float = 0.0  # seconds before answering DATA: a slow provider
+    refuse: set[str] = field(default_factory=set)  # answered with 550 at RCPT
+    received: list[Received] = field(default_factory=list)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    async def handle_RCPT(  # noqa: N802 - aiosmtpd's hook name
+        self, server: Any, session: Any, envelope: Any, address: str, rcpt_options: list[str]
+    ) -> str:
+        if address.lower() in self.refuse:
+            return "550 5.1.1 mailbox unavailable"
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:  # noqa: N802
+        if self.delay:
+            await asyncio.sleep(self.delay)
+        data = bytes(envelope.original_content or envelope.content)
+        if self.directory is not None:
+            _write_eml(self.directory, data)
+        with self.lock:
+            self.received.append(
+                Received(envelope.mail_from, tuple(envelope.rcpt_tos), data, time.time())
+            )
+        return "250 2.0.0 message accepted"
+
+
+def _write_eml(directory: Path, data: bytes) -> Path:
+    # Written aside then renamed: a reader of the directory never sees half a mail.
+    name = f"{time.strftime('%Y%m%dT%H%M%S')}-{uuid.uuid4().hex[:12]}.eml"
+    partial = directory / f".{name}.part"
+    partial.write_bytes(data)
+    os.replace(partial, directory / name)
+    return directory / name
+
+
+class SmtpSink:
+    """The handler behind an aiosmtpd ``Controller`` (its own thread and event loop)."""
+
+    def __init__(self, port: int, host: str = "127.0.0.1", directory: Path | None = None) -> None:
+        if directory is not None:
+            directory.mkdir(parents=True, exist_ok=True)
+        self.host, self.port = host, port
+        self.handler = SinkHandler(directory=directory)
+        self.controller: Controller | None = None
+
+    @property
+    def url(self) -> str:
+        return f"smtp://{self.host}:{self.port}"
+
+    @property
+    def received(self) -> list[Received]:
+        with self.handler.lock:
+            return list(self.handler.received)
+
+    def start(self) -> None:
+        self.controller = Controller(self.handler, hostname=self.host, port=self.port)
+        self.controller.start()
+
+    def stop(self) -> None:
+        controller, self.controller = self.controller, None
+        if controller is not None:
+            controller.stop()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description="SMTP sink writing each mail as an .eml file")
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--dir", type=Path, required=True)
+    args = parser.parse_args()
+    sink = SmtpSink(args.port, args.host, args.dir)
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    sink.start()
+    print(f"smtp sink on {sink.url}, mails in {args.dir}", flush=True)
+    stop.wait()
+    sink.stop()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,187 @@
+"""The relay projection: the event store is the outbox, Redis Streams the broker.
+
+Each handled event becomes one integration message on the stream named after the message type
+(``{stream_prefix}{MessageType}``), published with a message id derived from the event's
+identity, so a re-applied batch re-publishes the same ids and the consumers de-duplicate.
+Events older than the window are never (re)published: a rebuild from position 0 rebuilds the
+address book without mailing anyone twice (the consumers' de-dup memory outlives the window).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from uuid import NAMESPACE_URL, UUID, uuid5
+
+from faststream.redis import RedisBroker
+from redis.asyncio import Redis
+
+from projections.envelope import Envelope, redis_namespace
+from projections.mail_relay.contacts import Contact, ContactChange, Contacts, RedisContacts
+from projections.mail_relay.messages import (
+    IntegrationMessage,
+    PasswordResetRequested,
+    UserRegistered,
+)
+
+NAME = "mail_relay"
+MESSAGE_NAMESPACE = uuid5(NAMESPACE_URL, "https://taskledger.dev/integration-message")
+
+REGISTERED = "domain.identity:User.Registered"
+RESET_REQUESTED = "domain.identity:User.PasswordResetRequested"
+RENAMED = "domain.identity:User.Renamed"
+TOPICS = (REGISTERED, RESET_REQUESTED, RENAMED)
+
+
+class UnknownRecipientError(LookupError):
+    """A reset for a user whose registration the relay never saw: the event is parked."""
+
+
+def message_id(envelope: Envelope) -> UUID:
+    """The same event always yields the same id, whatever its position or generation."""
+    return uuid5(
+        MESSAGE_NAMESPACE,
+        f"{envelope.application}:{envelope.originator_id}:{envelope.originator_version}",
+    )
+
+
+def _aware(moment: datetime) -> datetime:
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+
+
+@dataclass(slots=True)
+class MailRelayProjector:
+    broker: RedisBroker  # connected by the relay; used to encode and publish
+    redis: Redis
+    contacts: Contacts
+    stream_prefix: str
+    window: timedelta
+    version: int
+    clock: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
+    name: str = NAME
+    upstreams: Sequence[str] = ("Identity",)
+    topics: Sequence[str] = TOPICS
+
+    async def start(self) -> None:
+        await self.broker.connect()
+
+    async def apply(self, batch: Sequence[Envelope]) -> None:
+        """Publish what happened within the window; record every address change, in order."""
+        wanted = [env.originator_id for env in batch if env.topic != REGISTERED]
+        book: dict[UUID, Contact] = dict(await self.contacts.lookup(list(dict.fromkeys(wanted))))
+        changes: list[ContactChange] = []
+        outgoing: list[IntegrationMessage] = []
+        now = self.clock()
+        for env in batch:
+            user_id, event = env.originator_id, env.event
+            if env.topic == REGISTERED:
+                book[user_id] = Contact(event.email, event.display_name)
+                changes.append(
+                    ContactChange(
+                        user_id,
+                        env.originator_version,
+                        email=event.email,
+                        display_name=event.display_name,
+                    )
+                )
+                if self._recent(env, now):
+                    outgoing.append(
+                        UserRegistered(
+                            user_id=user_id,
+                            email=event.email,
+                            display_name=event.display_name,
+                            **self._common(env),
+                        )
+                    )
+            elif env.topic == RENAMED:
+                if user_id in book:
+                    book[user_id] = Contact(book[user_id].email, event.display_name)
+                changes.append(
+                    ContactChange(user_id, env.originator_version, display_name=event.display_name)
+                )
+            elif env.topic == RESET_REQUESTED:
+                expires_at = _aware(datetime.fromisoformat(event.expires_at))
+                if not self._recent(env, now) or expires_at <= now:
+                    continue  # the link could no longer work: nothing worth mailing
+                contact = book.get(user_id)
+                if contact is None:
+                    raise UnknownRecipientError(f"no registration seen for user {user_id}")
+                outgoing.append(
+                    PasswordResetRequested(
+                        user_id=user_id,
+                        email=contact.email,
+                        display_name=contact.display_name,
+                        request_id=event.request_id,
+                        expires_at=expires_at,
+                        **self._common(env),
+                    )
+                )
+        await self._commit(changes, outgoing)
+
+    def _recent(self, env: Envelope, now: datetime) -> bool:
+        return _aware(env.timestamp) > now - self.window
+
+    @staticmethod
+    def _common(env: Envelope) -> dict[str, Any]:
+        return {
+            "message_id": message_id(env),
+            "occurred_at": _aware(env.timestamp),
+            "correlation_id": env.meta["correlation_id"] if env.meta else None,
+            "traceparent": env.meta["traceparent"] if env.meta else None,
+        }
+
+    async def _commit(
+        self, changes: Sequence[ContactChange], outgoing: Sequence[IntegrationMessage]
+    ) -> None:
+        if not changes and not outgoing:
+            return
+        # One round trip, one transaction: the address book and the messages of a batch.
+        pipe = self.redis.pipeline(transaction=True)
+        self.contacts.record(pipe, changes)
+        for message in outgoing:
+            await self.broker.publish(
+                message,
+                stream=self.stream_prefix + type(message).__name__,
+                headers={"message_id": str(message.message_id)},
+                correlation_id=message.correlation_id,
+                pipeline=pipe,
+            )
+        await pipe.execute()
+
+
+@dataclass(frozen=True, slots=True)
+class MailRelay:
+    """The relay as a projection: name, upstream, topics, and one projector per generation.
+
+    Generation N keeps its address book under ``{redis_prefix}rm:mail_relay:vN:``.
+    """
+
+    broker: RedisBroker
+    redis: Redis
+    stream_prefix: str
+    redis_prefix: str
+    window: timedelta
+    name: str = NAME
+    upstreams: Sequence[str] = ("Identity",)
+    topics: Sequence[str] = TOPICS
+
+    def projector(self, generation: int) -> MailRelayProjector:
+        return MailRelayProjector(
+            broker=self.broker,
+            redis=self.redis,
+            contacts=self._contacts(generation),
+            stream_prefix=self.stream_prefix,
+            window=self.window,
+            version=generation,
+        )
+
+    async def drop(self, generation: int) -> None:
+        await self._contacts(generation).drop()
+
+    def _contacts(self, generation: int) -> RedisContacts:
+        return RedisContacts(self.redis, redis_namespace(self.redis_prefix, NAME, generation))
+
+
+__all__ = ["TOPICS", "MailRelay", "MailRelayProjector", "UnknownRecipientError", "message_id"]
