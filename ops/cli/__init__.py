@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from ops.cli import audit, events, serve, up
+from ops.cli import audit, events, projections, serve, up
 
 app = typer.Typer(
     name="taskledger",
@@ -15,6 +15,7 @@ app = typer.Typer(
 )
 app.command("up")(up.up)
 app.add_typer(serve.app, name="serve")
+app.add_typer(projections.app, name="projections")
 app.add_typer(audit.app, name="audit")
 app.add_typer(events.app, name="events")
 

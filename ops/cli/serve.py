@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
+import asyncio
+import signal
 from typing import Annotated
 
 import typer
 import uvicorn
+from prometheus_client import start_http_server
 from starlette.types import ASGIApp
 
 from ops.api import Routes, build_api
 from ops.cli.environment import settings_or_exit
 from ops.logs import Level, configure_logging
+from ops.projections import run_projector
+from ops.settings import InvalidSetting, Settings
 
 app = typer.Typer(
     help="Run one process of the system, configured from the environment.",
@@ -50,3 +55,31 @@ def api(
     settings = settings_or_exit()
     configure_logging(settings.log_level, json_lines=settings.log_json)
     serve_http(build_api(settings, routes), host, port, settings.log_level)
+
+
+MetricsPort = Annotated[
+    int | None,
+    typer.Option(min=1, max=65535, help="Serve Prometheus /metrics on this port."),
+]
+
+
+@app.command("projector")
+def projector(metrics_port: MetricsPort = None) -> None:
+    """Every registered projection in one process; SIGTERM applies the batch in hand, then exits."""
+    settings = settings_or_exit()
+    configure_logging(settings.log_level, json_lines=settings.log_json)
+    if metrics_port is not None:
+        start_http_server(metrics_port)
+    try:
+        asyncio.run(_serve_projector(settings))
+    except InvalidSetting as exc:
+        typer.echo(str(exc), err=True)
+        raise typer.Exit(2) from None
+
+
+async def _serve_projector(settings: Settings) -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    await run_projector(settings, stop)

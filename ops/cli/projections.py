@@ -1,0 +1,286 @@
+"""``taskledger projections status`` / ``projections rebuild NAME|--all [--in-place]``."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from collections.abc import Callable, Coroutine, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Annotated, Any, TypeVar
+
+import typer
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    ProgressColumn,
+    Task,
+    TaskID,
+    TextColumn,
+    TimeRemainingColumn,
+)
+from rich.table import Table
+from rich.text import Text
+
+from ops.cli.environment import EXIT_BAD_SETTING, settings_or_exit
+from ops.logs import configure_logging
+from ops.projections import ReadSide, open_read_side
+from ops.settings import InvalidSetting, Settings
+from projections.aliases import Alias, AliasConflictError, AliasState
+from projections.envelope import Projection
+from projections.host import projector_version
+from projections.rebuild import Phase, RebuildStuckError, Rebuilt
+from projections.runner import Progress as RunnerProgress
+
+EXIT_REFUSED = 1
+
+app = typer.Typer(
+    help="Status of the read models, and blue/green or in-place rebuilds.",
+    no_args_is_help=True,
+)
+
+
+class RefusedError(Exception):
+    """One line for stderr: why the command did nothing (more)."""
+
+
+def _console() -> Console:
+    return Console(width=None if sys.stdout.isatty() else 200)
+
+
+T = TypeVar("T")
+
+
+def _first(error: BaseException) -> BaseException:
+    """The first real error inside (nested) task-group exception groups."""
+    while isinstance(error, BaseExceptionGroup):
+        error = error.exceptions[0]
+    return error
+
+
+def _run_or_exit(settings: Settings, work: Callable[[Settings], Coroutine[Any, Any, T]]) -> T:
+    try:
+        try:
+            return asyncio.run(work(settings))
+        except BaseExceptionGroup as group:
+            raise _first(group) from None
+    except InvalidSetting as exc:
+        typer.echo(str(exc), err=True)
+        raise typer.Exit(EXIT_BAD_SETTING) from None
+    except (RefusedError, AliasConflictError, RebuildStuckError) as exc:
+        typer.echo(str(exc), err=True)
+        raise typer.Exit(EXIT_REFUSED) from None
+
+
+# ----------------------------------------------------------------------------------- status
+
+
+@dataclass(frozen=True, slots=True)
+class UpstreamStatus:
+    upstream: str
+    position: int
+    head: int
+    lag_seconds: float
+
+
+@dataclass(frozen=True, slots=True)
+class ProjectionStatus:
+    name: str
+    generation: int
+    version: int
+    upstreams: list[UpstreamStatus]
+    parked: int
+    state: str
+
+
+def _state(alias: Alias | None, code_version: int, building: str | None) -> str:
+    if alias is None:
+        return "not started"
+    parts = []
+    if alias.state is AliasState.PAUSED:
+        parts.append("paused: in-place rebuild")
+    elif building is not None:
+        parts.append(f"live; building g{alias.building} ({building})")
+    else:
+        parts.append("live")
+    if alias.retiring:
+        parts.append("retiring " + ", ".join(f"g{r.generation}" for r in alias.retiring))
+    if alias.version != code_version:
+        parts.append(f"outdated: built by v{alias.version}, code is v{code_version}")
+    return "; ".join(parts)
+
+
+async def projection_status(side: ReadSide, projection: Projection) -> ProjectionStatus:
+    alias = await side.aliases.get(projection.name)
+    generation = 1 if alias is None else alias.generation
+    positions = await side.checkpoints.positions(projection.name, generation)
+    now = datetime.now(UTC)
+    upstreams = []
+    heads: dict[str, int] = {}
+    for upstream in projection.upstreams:
+        log = side.logs[upstream]
+        head = heads[upstream] = await asyncio.to_thread(log.head)
+        position = positions.get(upstream, 0)
+        oldest = None if position >= head else await asyncio.to_thread(log.first_after, position)
+        lag = 0.0 if oldest is None else max(0.0, (now - oldest).total_seconds())
+        upstreams.append(UpstreamStatus(upstream, position, head, lag))
+    building = None
+    if alias is not None and alias.building is not None:
+        built = await side.checkpoints.positions(projection.name, alias.building)
+        total = sum(heads.values()) or 1
+        building = f"{100 * sum(built.get(u, 0) for u in heads) / total:.0f}%"
+    code_version = projector_version(projection)
+    return ProjectionStatus(
+        name=projection.name,
+        generation=generation,
+        version=code_version if alias is None else alias.version,
+        upstreams=upstreams,
+        parked=await side.parked.count(projection.name, generation),
+        state=_state(alias, code_version, building),
+    )
+
+
+def status_table(rows: Sequence[ProjectionStatus]) -> Table:
+    table = Table(title="projections", title_justify="left", show_lines=True)
+    for column, justify in [
+        ("projection", "left"),
+        ("generation", "right"),
+        ("upstream", "left"),
+        ("position", "right"),
+        ("head", "right"),
+        ("lag (events)", "right"),
+        ("lag (s)", "right"),
+        ("parked", "right"),
+        ("state", "left"),
+    ]:
+        table.add_column(column, justify=justify)  # type: ignore[arg-type]
+    for row in rows:
+        lines = row.upstreams
+        table.add_row(
+            Text(row.name),
+            f"g{row.generation} · v{row.version}",
+            "\n".join(u.upstream for u in lines),
+            "\n".join(str(u.position) for u in lines),
+            "\n".join(str(u.head) for u in lines),
+            "\n".join(str(max(0, u.head - u.position)) for u in lines),
+            "\n".join(f"{u.lag_seconds:.1f}" for u in lines),
+            str(row.parked),
+            Text(row.state),
+        )
+    return table
+
+
+async def _status(settings: Settings) -> list[ProjectionStatus]:
+    async with open_read_side(settings) as side:
+        return [await projection_status(side, p) for p in side.projections()]
+
+
+@app.command("status")
+def status() -> None:
+    """One row per projection: generation, position per upstream, head, lag, parked, state."""
+    settings = settings_or_exit()
+    configure_logging("WARNING", json_lines=False)
+    rows = _run_or_exit(settings, _status)
+    console = _console()
+    if not rows:
+        console.print("no projections are registered (ops/projections.py PROJECTIONS)")
+        return
+    console.print(status_table(rows))
+
+
+# ---------------------------------------------------------------------------------- rebuild
+
+
+class RateColumn(ProgressColumn):
+    """Events (log positions) per second, as rich measures them."""
+
+    def render(self, task: Task) -> Text:
+        speed = task.speed
+        return Text("-" if speed is None else f"{speed:,.0f} ev/s", style="progress.data.speed")
+
+
+class RebuildDisplay:
+    """One progress bar per projection over the sum of its upstream positions."""
+
+    def __init__(self, progress: Progress, projections: Sequence[Projection]) -> None:
+        self.progress = progress
+        self.tasks: dict[str, TaskID] = {
+            p.name: progress.add_task(p.name, total=None, phase="starting") for p in projections
+        }
+        self.positions: dict[str, dict[str, tuple[int, int]]] = {p.name: {} for p in projections}
+
+    def on_progress(self, event: RunnerProgress) -> None:
+        upstreams = self.positions[event.projection]
+        upstreams[event.upstream] = (event.position, event.head)
+        self.progress.update(
+            self.tasks[event.projection],
+            completed=sum(p for p, _ in upstreams.values()),
+            total=sum(h for _, h in upstreams.values()) or None,
+        )
+
+    def on_phase(self, phase: Phase) -> None:
+        self.progress.update(
+            self.tasks[phase.projection], phase=f"g{phase.generation} {phase.step}"
+        )
+
+
+def choose(projections: Sequence[Projection], name: str | None, every: bool) -> list[Projection]:
+    if every == (name is not None):
+        raise RefusedError("give a projection NAME or --all (not both)")
+    if every:
+        return list(projections)
+    found = [p for p in projections if p.name == name]
+    if not found:
+        known = ", ".join(p.name for p in projections) or "none are registered"
+        raise RefusedError(f"unknown projection {name!r} (known: {known})")
+    return found
+
+
+async def _rebuild(
+    settings: Settings, name: str | None, every: bool, in_place: bool
+) -> list[Rebuilt]:
+    async with open_read_side(settings) as side:
+        chosen = choose(side.projections(), name, every)
+        progress = Progress(
+            TextColumn("[bold]{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            RateColumn(),
+            TimeRemainingColumn(),
+            TextColumn("{task.fields[phase]}"),
+            console=Console(stderr=True),
+        )
+        with progress:
+            display = RebuildDisplay(progress, chosen)
+            rebuild = side.rebuild(on_progress=display.on_progress, on_phase=display.on_phase)
+            async with asyncio.TaskGroup() as group:
+                tasks = [
+                    group.create_task(rebuild.in_place(p) if in_place else rebuild.blue_green(p))
+                    for p in chosen
+                ]
+        return [task.result() for task in tasks]
+
+
+@app.command("rebuild")
+def rebuild(
+    name: Annotated[str | None, typer.Argument(help="The projection to rebuild.")] = None,
+    every: Annotated[bool, typer.Option("--all", help="Rebuild every projection.")] = False,
+    in_place: Annotated[
+        bool,
+        typer.Option("--in-place", help="Stop-the-world: empty and refill the live generation."),
+    ] = False,
+) -> None:
+    """Blue/green: build the next generation while the live one serves, switch, drop the old."""
+    settings = settings_or_exit()
+    configure_logging("WARNING", json_lines=False)
+    results = _run_or_exit(settings, lambda s: _rebuild(s, name, every, in_place))
+    console = _console()
+    for done in results:
+        how = "rebuilt in place" if done.replaced is None else f"replaced g{done.replaced}"
+        resumed = ", resumed an interrupted rebuild" if done.resumed else ""
+        console.print(
+            f"{done.projection}: g{done.generation} is live ({how}{resumed}), "
+            f"{done.parked} parked event(s)"
+        )
