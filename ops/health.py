@@ -14,6 +14,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
 from ops.http import problem
+from ops.metrics import DEPENDENCY_READY
 
 Probe = Callable[[], Awaitable[object]]
 
@@ -36,8 +37,10 @@ async def ready(request: Request) -> JSONResponse:
     for name, probe in probes.items():
         try:
             await asyncio.wait_for(probe(), PROBE_TIMEOUT)
+            DEPENDENCY_READY.labels(name).set(1)
         except Exception as exc:  # any failure means "not ready"; it is named below
             log.warning("dependency %s is not ready: %r", name, exc)
+            DEPENDENCY_READY.labels(name).set(0)
             return problem(
                 503,
                 "unavailable",

@@ -16,6 +16,7 @@ from prometheus_client import (
     CONTENT_TYPE_LATEST,
     REGISTRY,
     CollectorRegistry,
+    Gauge,
     Histogram,
     generate_latest,
     start_http_server,
@@ -27,6 +28,14 @@ HTTP_REQUEST_DURATION = Histogram(
     "HTTP request latency by method, route template (never the raw path) and status.",
     ["method", "route", "status"],
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0),
+)
+
+DEPENDENCY_READY = Gauge(
+    "taskledger_dependency_ready",
+    "1 when the dependency answered this process's last readiness check, else 0.",
+    ["dependency"],
+    # Several workers in one container: a dependency is ready only if it is for all of them.
+    multiprocess_mode="livemin",
 )
 
 # The label of requests no route matched: raw paths would let any client mint series.

@@ -70,6 +70,7 @@ def test_a_scripted_session_shows_up_in_metrics(api: httpx.Client) -> None:
         f"/v1/tasks/{uuid.uuid4()}", json={"title": "x"}, headers=auth
     ).status_code == (404)
 
+    assert api.get("/health/ready").status_code == 200
     after = scrape(api)
     commands = "taskledger_commands_total"
     assert delta(before, after, commands, command="register", outcome="ok") == 1
@@ -94,6 +95,9 @@ def test_a_scripted_session_shows_up_in_metrics(api: httpx.Client) -> None:
     register = "/v1/auth/register"
     assert delta(before, after, requests, method="POST", route=register, status="201") == 1
     assert delta(before, after, requests, method="POST", route=register, status="409") == 1
+
+    assert after[("taskledger_dependency_ready", frozenset({("dependency", "redis")}))] == 1
+    assert after[("taskledger_dependency_ready", frozenset({("dependency", "event_store")}))] == 1
 
 
 def test_routes_are_labelled_by_template_never_by_raw_path(api: httpx.Client) -> None:
