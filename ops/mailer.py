@@ -11,13 +11,14 @@ from dataclasses import dataclass
 from faststream import FastStream
 from faststream.redis import RedisBroker
 from faststream.specification import AsyncAPI
+from faststream.specification.base import Specification
 from redis.asyncio import Redis
 
 from consumers.app import MailerOptions, mailer_router
 from consumers.dead_letters import RedisDeadLetters
 from consumers.delivery import MailDelivery
 from consumers.ledger import MailerKeys, RedisDeliveryLedger
-from consumers.mail import Mailer
+from consumers.mail import InMemoryMailer, Mailer
 from consumers.retry import RetryPolicy
 from consumers.smtp import SmtpMailer
 from domain.reset_tokens import reset_key
@@ -87,9 +88,19 @@ def build_mailer(
         reset_url_base=settings.reset_url_base,
         owner=name,
     )
+    broker = _mailer_broker(settings, delivery)
+
+    async def close_ledger() -> None:
+        await redis.aclose()
+
+    app = FastStream(broker, after_shutdown=[close_ledger], specification=asyncapi(broker))
+    return MailerProcess(app=app, broker=broker, redis=redis, consumer=name)
+
+
+def _mailer_broker(settings: Settings, delivery: MailDelivery) -> RedisBroker:
     options = MailerOptions(
         stream_prefix=integration_stream_prefix(settings),
-        consumer=name,
+        consumer=delivery.owner,
         concurrency=settings.mail_concurrency,
         reclaim_idle_ms=int(settings.mail_reclaim_idle * 1000),
     )
@@ -100,12 +111,7 @@ def build_mailer(
         logger=logging.getLogger("taskledger.faststream"),
     )
     broker.include_router(mailer_router(delivery, options))
-
-    async def close_ledger() -> None:
-        await redis.aclose()
-
-    app = FastStream(broker, after_shutdown=[close_ledger], specification=asyncapi(broker))
-    return MailerProcess(app=app, broker=broker, redis=redis, consumer=name)
+    return broker
 
 
 def asyncapi(broker: RedisBroker) -> AsyncAPI:
@@ -114,6 +120,23 @@ def asyncapi(broker: RedisBroker) -> AsyncAPI:
         title="taskledger mail",
         version="1",
         description="Integration messages Identity publishes on Redis Streams (one stream per "
-        "message type, plain JSON entries: __data__ = {headers, data}) and the mailer consumes "
-        "in one consumer group.",
+        "message type; each entry's __data__ field is plain JSON: {headers, data}) and the "
+        "mailer consumes in one consumer group.",
     )
+
+
+def asyncapi_document(settings: Settings) -> Specification:
+    """The mailer's subscribers as AsyncAPI 3.0; builds them, connects to nothing."""
+    if settings.redis_url is None:  # the document names a server; none is contacted
+        settings = settings.model_copy(update={"redis_url": "redis://localhost:6379/0"})
+    redis = Redis.from_url(redis_url(settings))
+    shapes_only = MailDelivery(
+        ledger=ledger(settings, redis),
+        mailer=InMemoryMailer(),
+        policy=RetryPolicy(max_attempts=1, base=1, cap=1),
+        sender=settings.mail_from,
+        reset_key=b"",  # no mail is ever sent from here
+        reset_url_base=settings.reset_url_base,
+        owner="asyncapi",
+    )
+    return asyncapi(_mailer_broker(settings, shapes_only)).to_specification()

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 from faststream.redis import RedisBroker
 from faststream.redis.parser import MessageFormat
 
-from ops.settings import Settings
+from ops.settings import InvalidSetting, Settings
 
 if TYPE_CHECKING:
     from fast_depends.library.serializer import SerializerProto
@@ -74,7 +74,7 @@ def integration_stream_prefix(settings: Settings) -> str:
 
 def redis_url(settings: Settings) -> str:
     if settings.redis_url is None:
-        raise RuntimeError("TASKLEDGER_REDIS_URL is not set (taskledger up sets it)")
+        raise InvalidSetting("invalid setting TASKLEDGER_REDIS_URL: not set")
     return settings.redis_url
 
 

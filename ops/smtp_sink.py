@@ -39,11 +39,12 @@ class Received:
 
 @dataclass
 class SinkHandler:
-    """aiosmtpd handler. ``delay`` and ``refuse`` may change while it runs."""
+    """aiosmtpd handler. ``delay``, ``refuse`` and ``defer`` may change while it runs."""
 
     directory: Path | None = None
     delay: float = 0.0  # seconds before answering DATA: a slow provider
-    refuse: set[str] = field(default_factory=set)  # answered with 550 at RCPT
+    refuse: set[str] = field(default_factory=set)  # answered with 550 at RCPT (permanent)
+    defer: set[str] = field(default_factory=set)  # answered with 450 at RCPT (try later)
     received: list[Received] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -52,12 +53,18 @@ class SinkHandler:
     ) -> str:
         if address.lower() in self.refuse:
             return "550 5.1.1 mailbox unavailable"
+        if address.lower() in self.defer:
+            return "450 4.2.1 mailbox busy, try again later"
         envelope.rcpt_tos.append(address)
         return "250 OK"
 
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:  # noqa: N802
         if self.delay:
             await asyncio.sleep(self.delay)
+            if server.transport is None or server.transport.is_closing():
+                # The client went away before our 250: it never learnt the mail was accepted,
+                # so, like a server that checks its reply went out, we do not deliver it.
+                return "451 4.4.2 connection lost"
         data = bytes(envelope.original_content or envelope.content)
         if self.directory is not None:
             _write_eml(self.directory, data)

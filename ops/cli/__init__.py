@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from ops.cli import audit, events, projections, serve, up
+from ops.cli import audit, events, mail, projections, serve, up
 
 app = typer.Typer(
     name="taskledger",
@@ -18,6 +18,7 @@ app.add_typer(serve.app, name="serve")
 app.add_typer(projections.app, name="projections")
 app.add_typer(audit.app, name="audit")
 app.add_typer(events.app, name="events")
+app.add_typer(mail.app, name="mail")
 
 
 def main() -> None:

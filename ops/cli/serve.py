@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import signal
 from typing import Annotated
 
@@ -14,6 +15,7 @@ from starlette.types import ASGIApp
 from ops.api import Routes, build_api
 from ops.cli.environment import settings_or_exit
 from ops.logs import Level, configure_logging
+from ops.mailer import build_mailer
 from ops.projections import run_projector
 from ops.settings import InvalidSetting, Settings
 
@@ -83,3 +85,18 @@ async def _serve_projector(settings: Settings) -> None:
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
     await run_projector(settings, stop)
+
+
+@app.command("mailer")
+def mailer(metrics_port: MetricsPort = None) -> None:
+    """The mail consumer, one of the group; SIGTERM lets the mails in flight finish, then exits."""
+    settings = settings_or_exit()
+    configure_logging(settings.log_level, json_lines=settings.log_json)
+    try:
+        process = build_mailer(settings)
+    except InvalidSetting as exc:
+        typer.echo(str(exc), err=True)
+        raise typer.Exit(2) from None
+    if metrics_port is not None:
+        start_http_server(metrics_port)
+    asyncio.run(process.app.run(log_level=logging.getLevelNamesMapping()[settings.log_level]))

@@ -65,6 +65,8 @@ class MailRelayProjector:
     topics: Sequence[str] = TOPICS
 
     async def start(self) -> None:
+        # Sets FastStream's serializer up. Entries go through ``redis``'s pipeline, so the
+        # broker's own (lazy) connection pool never opens a socket.
         await self.broker.connect()
 
     async def apply(self, batch: Sequence[Envelope]) -> None:

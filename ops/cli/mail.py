@@ -1,0 +1,116 @@
+"""``taskledger mail``: the parked mails (dead letters) and the broker's AsyncAPI document."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Awaitable, Callable
+from typing import Annotated, TypeVar
+
+import redis.exceptions
+import typer
+from redis.asyncio import Redis
+from rich.console import Console
+from rich.table import Table
+
+from consumers.dead_letters import RedisDeadLetters
+from ops.cli.environment import EXIT_BAD_SETTING, settings_or_exit
+from ops.cli.instants import refuse
+from ops.mailer import asyncapi_document, dead_letters
+from ops.messaging import redis_url
+from ops.settings import InvalidSetting, Settings
+
+app = typer.Typer(
+    help="Mail: parked (dead-lettered) mails and the message contract.", no_args_is_help=True
+)
+letters_app = typer.Typer(
+    help="Mails that could not be sent: inspect, re-drive, purge.", no_args_is_help=True
+)
+app.add_typer(letters_app, name="dead-letters")
+
+EXIT_UNAVAILABLE = 3
+T = TypeVar("T")
+Ids = Annotated[list[str] | None, typer.Argument(help="Dead-letter entry ids (see list).")]
+
+
+def _with_dead_letters(settings: Settings, work: Callable[[RedisDeadLetters], Awaitable[T]]) -> T:
+    async def run() -> T:
+        client = Redis.from_url(redis_url(settings))
+        try:
+            return await work(dead_letters(settings, client))
+        finally:
+            await client.aclose()
+
+    try:
+        return asyncio.run(run())
+    except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError) as exc:
+        raise refuse(f"Redis is unavailable: {exc}", EXIT_UNAVAILABLE) from None
+    except InvalidSetting as exc:
+        raise refuse(str(exc), EXIT_BAD_SETTING) from None
+
+
+@letters_app.command("list")
+def list_letters(
+    limit: Annotated[int, typer.Option(min=1, help="At most this many, oldest first.")] = 100,
+    as_json: Annotated[bool, typer.Option("--json", help="JSON lines instead of a table.")] = False,
+) -> None:
+    """The parked mails: kind, attempts, when and why they failed. Never the token."""
+    letters = _with_dead_letters(settings_or_exit(), lambda d: d.entries(limit))
+    if as_json:
+        for letter in letters:
+            typer.echo(
+                json.dumps(
+                    {
+                        "id": letter.entry_id,
+                        "kind": letter.kind,
+                        "message_id": letter.message_id,
+                        "attempts": letter.attempts,
+                        "failed_at": letter.failed_at,
+                        "reason": letter.reason,
+                        "stream": letter.stream,
+                    }
+                )
+            )
+        return
+    table = Table("id", "kind", "attempts", "failed at", "message id", "reason")
+    for letter in letters:
+        table.add_row(
+            letter.entry_id,
+            letter.kind,
+            str(letter.attempts),
+            letter.failed_at,
+            letter.message_id,
+            letter.reason,
+        )
+    Console().print(table)
+    typer.echo(f"{len(letters)} parked mail(s)")
+
+
+@letters_app.command("retry")
+def retry(ids: Ids = None) -> None:
+    """Put parked mails back on their streams, with fresh attempts (all when no id is given)."""
+    count = _with_dead_letters(settings_or_exit(), lambda d: d.retry(ids or ()))
+    if ids and count < len(ids):
+        raise refuse(f"re-driven {count} of {len(ids)}: the others are not parked")
+    typer.echo(f"re-driven {count} mail(s)")
+
+
+@letters_app.command("purge")
+def purge(
+    ids: Ids = None,
+    everything: Annotated[bool, typer.Option("--all", help="Purge every parked mail.")] = False,
+) -> None:
+    """Drop parked mails for good: the given ids, or every one with --all."""
+    if not ids and not everything:
+        raise refuse("name the ids to purge, or pass --all")
+    count = _with_dead_letters(settings_or_exit(), lambda d: d.purge(ids or ()))
+    typer.echo(f"purged {count} mail(s)")
+
+
+@app.command("asyncapi")
+def show_asyncapi(
+    yaml: Annotated[bool, typer.Option("--yaml", help="YAML instead of JSON.")] = False,
+) -> None:
+    """The AsyncAPI 3.0 document of the mail streams and their message schemas (FastStream's)."""
+    schema = asyncapi_document(settings_or_exit())
+    typer.echo(schema.to_yaml() if yaml else json.dumps(schema.to_jsonable(), indent=2))
