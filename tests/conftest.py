@@ -4,4 +4,5 @@ pytest_plugins = [
     "tests.fixtures.services",
     "tests.fixtures.api",
     "tests.fixtures.users",
+    "tests.fixtures.audit",
 ]
