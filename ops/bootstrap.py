@@ -35,6 +35,9 @@ class WriteSide:
         self.tasks.close()
 
 
+APPLICATIONS = ("Identity", "Tasks")
+
+
 def event_store_url(settings: Settings) -> str:
     if settings.event_store_url:
         return settings.event_store_url
@@ -47,10 +50,19 @@ def event_store_env(settings: Settings) -> dict[str, str]:
     if url.scheme == "sqlite":
         path = Path(unquote(url.path))
         path.parent.mkdir(parents=True, exist_ok=True)
+        # The SQLite recorder names its table "stored_events" whatever the application, so
+        # each application gets a file of its own beside the named one (events.tasks.sqlite):
+        # its own notification log, and no write lock shared between them.
+        # eventsourcing reads "<APP NAME>_SQLITE_DBNAME" before "SQLITE_DBNAME".
+        per_app = {
+            f"{name.upper()}_SQLITE_DBNAME": str(path.with_suffix(f".{name.lower()}{path.suffix}"))
+            for name in APPLICATIONS
+        }
         return {
             "PERSISTENCE_MODULE": "eventsourcing.sqlite",
             "SQLITE_DBNAME": str(path),
             "SQLITE_LOCK_TIMEOUT": "10",
+            **per_app,
         }
     return {
         "PERSISTENCE_MODULE": "eventsourcing.postgres",
