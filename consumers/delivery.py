@@ -93,7 +93,7 @@ class MailDelivery:
             return await self._retry_later(kind, message_id, entry, attempt, failure)
         finally:
             MAIL_SEND_SECONDS.observe(time.perf_counter() - started)
-        await self.ledger.sent(entry, message_id)
+        await self.ledger.sent(entry, message_id, self.owner)
         MAIL_SENT.labels(kind).inc()
         log.info("mail sent", extra={"attempt": attempt})
         return "sent"

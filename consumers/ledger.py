@@ -3,8 +3,8 @@
 Per message id (kept ``ttl`` seconds, longer than any retry horizon or re-publication window):
 
 - ``{prefix}mailer:state:{id}``: ``sending:<owner>`` while one mailer holds the lease (it
-  expires, so a crashed mailer's message is sent again later), then ``sent`` once the SMTP
-  server accepted it, or ``dead`` once it was parked. Only the lease holder sends.
+  expires, so a crashed mailer's message is sent again later), then ``sent:<owner>`` once the
+  SMTP server accepted it, or ``dead`` once it was parked. Only the lease holder sends.
 - ``{prefix}mailer:attempts:{id}``: attempts started, the earliest next attempt, last error.
 
 A stream entry is acknowledged only together with the final state (one MULTI), so a crash at
@@ -27,7 +27,7 @@ Verdict = Literal["go", "done", "busy", "wait", "exhausted"]
 # Server time (TIME), not the mailers' clocks: every mailer agrees on when a retry is due.
 _BEGIN = """
 local state = redis.call('GET', KEYS[1])
-if state == 'sent' or state == 'dead' then return {'done', 0, ''} end
+if state == 'dead' or string.sub(state or '', 1, 5) == 'sent:' then return {'done', 0, ''} end
 if state then return {'busy', 0, ''} end
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
@@ -108,9 +108,9 @@ class RedisDeliveryLedger:
         )
         return Decision(cast(Verdict, _text(verdict)), int(attempts), _text(last_error))
 
-    async def sent(self, entry: StreamEntry, message_id: UUID) -> None:
+    async def sent(self, entry: StreamEntry, message_id: UUID, owner: str) -> None:
         async with self.redis.pipeline(transaction=True) as pipe:
-            pipe.set(self.keys.state(message_id), "sent", ex=self.ttl)
+            pipe.set(self.keys.state(message_id), f"sent:{owner}", ex=self.ttl)
             pipe.delete(self.keys.attempts(message_id))
             pipe.xack(entry.stream, self.keys.group, entry.entry_id)
             await pipe.execute()

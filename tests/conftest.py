@@ -4,5 +4,8 @@ pytest_plugins = [
     "tests.fixtures.services",
     "tests.fixtures.api",
     "tests.fixtures.users",
+    "tests.fixtures.smtp",
+    "tests.fixtures.mail",
     "tests.fixtures.audit",
+    "tests.fixtures.projections",
 ]

@@ -153,7 +153,7 @@ class MailRelayProjector:
         await pipe.execute()
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class MailRelay:
     """The relay as a projection: name, upstream, topics, and one projector per generation.
 
