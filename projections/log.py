@@ -74,6 +74,14 @@ class Undecodable:
     error: str
 
 
+@dataclass(frozen=True, slots=True)
+class Batch:
+    """What one read found: every wanted event with ``after < position <= last``."""
+
+    items: list[Envelope | Undecodable]
+    last: int  # the requested ``upto``, unless the limit was reached first
+
+
 class NotificationLog(Protocol):
     """One upstream application's log, in notification-id order."""
 
@@ -84,10 +92,8 @@ class NotificationLog(Protocol):
         """The highest notification id (0 for an empty log). Everything up to it is committed."""
         ...
 
-    def read(
-        self, after: int, limit: int, topics: Sequence[str], upto: int | None = None
-    ) -> list[Envelope | Undecodable]:
-        """Up to ``limit`` events with ``after < position <= upto`` of ``topics`` (all if empty)."""
+    def read(self, after: int, limit: int, topics: Sequence[str], upto: int) -> Batch:
+        """Events of ``topics`` (all if empty) after ``after`` up to ``upto``, at most ``limit``."""
         ...
 
     def first_after(self, after: int) -> datetime | None:
@@ -105,16 +111,25 @@ class UpstreamReader(Application[UUID]):
 
 
 class EventsourcingLog:
-    """A NotificationLog over an eventsourcing application's recorder and mapper."""
+    """A NotificationLog over an eventsourcing application's recorder and mapper.
 
-    def __init__(self, app: Application[Any], name: str | None = None) -> None:
+    ``owns``: topic prefixes of the events this application records (e.g. "domain.tasks:").
+    When applications share one table (several applications in one SQLite file all write
+    eventsourcing's ``stored_events``), it keeps each log to its own application's events.
+    Empty: every event in the table is this application's.
+    """
+
+    def __init__(
+        self, app: Application[Any], name: str | None = None, owns: Sequence[str] = ()
+    ) -> None:
         self.name = name or app.name
         self.app = app
+        self.owns = tuple(owns)
         self.signal = LogSignal()
 
     @classmethod
-    def open(cls, name: str, env: Mapping[str, str]) -> EventsourcingLog:
-        return cls(UpstreamReader(name, env), name)
+    def open(cls, name: str, env: Mapping[str, str], owns: Sequence[str] = ()) -> EventsourcingLog:
+        return cls(UpstreamReader(name, env), name, owns)
 
     def close(self) -> None:
         self.app.close()
@@ -122,13 +137,19 @@ class EventsourcingLog:
     def head(self) -> int:
         return self.app.recorder.max_notification_id() or 0
 
-    def read(
-        self, after: int, limit: int, topics: Sequence[str], upto: int | None = None
-    ) -> list[Envelope | Undecodable]:
+    def read(self, after: int, limit: int, topics: Sequence[str], upto: int) -> Batch:
+        wanted = [t for t in topics if self._owned(t)]
+        if topics and not wanted:
+            return Batch([], upto)  # nothing this projection handles is ever recorded here
         notifications = self.app.recorder.select_notifications(
-            after, limit, stop=upto, topics=list(topics), inclusive_of_start=False
+            after, limit, stop=upto, topics=wanted, inclusive_of_start=False
         )
-        return [self._decode(n) for n in notifications]
+        last = notifications[-1].id if len(notifications) >= limit else upto
+        items = [self._decode(n) for n in notifications if self._owned(n.topic)]
+        return Batch(items, last)
+
+    def _owned(self, topic: str) -> bool:
+        return not self.owns or topic.startswith(self.owns)
 
     def _decode(self, notification: Notification) -> Envelope | Undecodable:
         try:

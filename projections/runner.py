@@ -44,6 +44,13 @@ def is_transient(exc: BaseException) -> bool:
     )
 
 
+def first_error(error: BaseException) -> BaseException:
+    """The first real error inside (nested) task-group exception groups."""
+    while isinstance(error, BaseExceptionGroup):
+        error = error.exceptions[0]
+    return error
+
+
 class LogUnavailableError(Exception):
     """Reading the upstream log failed; nothing was applied, the reader retries."""
 
@@ -149,16 +156,21 @@ class ProjectionRunner:
     async def catch_up(self) -> None:
         """Apply everything up to the head of every upstream (heads re-read until reached)."""
         await self.start()
-        async with asyncio.TaskGroup() as group:
-            for upstream in self.logs:
-                group.create_task(self._follow(upstream, None, until_head=True))
+        await self._each_upstream(None, until_head=True)
 
     async def run(self, stop: asyncio.Event) -> None:
         """Tail every upstream until ``stop`` is set; returns after the batch in hand is applied."""
         await self.start()
-        async with asyncio.TaskGroup() as group:
-            for upstream in self.logs:
-                group.create_task(self._follow(upstream, stop, until_head=False))
+        await self._each_upstream(stop, until_head=False)
+
+    async def _each_upstream(self, stop: asyncio.Event | None, *, until_head: bool) -> None:
+        """Follow every upstream at once; the first failure stops all and is raised as is."""
+        try:
+            async with asyncio.TaskGroup() as group:
+                for upstream in self.logs:
+                    group.create_task(self._follow(upstream, stop, until_head=until_head))
+        except BaseExceptionGroup as group:
+            raise first_error(group) from None
 
     async def _follow(
         self, upstream: NotificationLog, stop: asyncio.Event | None, *, until_head: bool
@@ -250,14 +262,13 @@ class ProjectionRunner:
                 delay = self.pacing.poll_min
                 while position < head and not _stopped(stop):
                     try:
-                        items = await asyncio.to_thread(upstream.read, position, size, topics, head)
+                        batch = await asyncio.to_thread(upstream.read, position, size, topics, head)
                     except Exception as exc:
                         raise LogUnavailableError(f"{upstream.name}: {exc}") from exc
-                    # A short batch read up to the head covers every position up to it, even
-                    # those of topics this projection does not handle.
-                    upto = items[-1].position if len(items) >= size else head
-                    await chunks.put(_Chunk(items, upto, head))
-                    position = upto
+                    # A short read up to the head covers every position up to it, even those
+                    # of topics this projection does not handle: the checkpoint moves past them.
+                    await chunks.put(_Chunk(batch.items, batch.last, head))
+                    position = batch.last
             await chunks.put(None)
         except Exception as exc:  # handed to the applying side, which owns the retry policy
             await chunks.put(_Failed(exc))

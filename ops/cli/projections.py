@@ -33,6 +33,7 @@ from projections.envelope import Projection
 from projections.host import projector_version
 from projections.rebuild import Phase, RebuildStuckError, Rebuilt
 from projections.runner import Progress as RunnerProgress
+from projections.runner import first_error
 
 EXIT_REFUSED = 1
 
@@ -53,19 +54,12 @@ def _console() -> Console:
 T = TypeVar("T")
 
 
-def _first(error: BaseException) -> BaseException:
-    """The first real error inside (nested) task-group exception groups."""
-    while isinstance(error, BaseExceptionGroup):
-        error = error.exceptions[0]
-    return error
-
-
 def _run_or_exit(settings: Settings, work: Callable[[Settings], Coroutine[Any, Any, T]]) -> T:
     try:
         try:
             return asyncio.run(work(settings))
         except BaseExceptionGroup as group:
-            raise _first(group) from None
+            raise first_error(group) from None
     except InvalidSetting as exc:
         typer.echo(str(exc), err=True)
         raise typer.Exit(EXIT_BAD_SETTING) from None

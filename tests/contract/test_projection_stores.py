@@ -1,0 +1,236 @@
+"""Contracts of the projection engine's ports: checkpoints, parked events, aliases.
+
+Each suite runs against the in-memory adapter and the MongoDB one (on SecantusDB).
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from pymongo.asynchronous.database import AsyncDatabase
+
+from projections.aliases import (
+    AliasConflictError,
+    AliasRegistry,
+    AliasState,
+    InMemoryAliasRegistry,
+    LiveGenerations,
+    MongoAliasRegistry,
+)
+from projections.checkpoints import (
+    CheckpointStore,
+    InMemoryCheckpointStore,
+    MongoCheckpointStore,
+    wait_for_position,
+)
+from projections.parked import InMemoryParkedEvents, MongoParkedEvents, ParkedEvent, ParkedEvents
+
+ADAPTERS = ["memory", "mongo"]
+
+
+@pytest.fixture(params=ADAPTERS)
+def adapter(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+@pytest.fixture
+def checkpoints(adapter: str, request: pytest.FixtureRequest) -> CheckpointStore:
+    if adapter == "memory":
+        return InMemoryCheckpointStore()
+    db: AsyncDatabase[dict[str, Any]] = request.getfixturevalue("mongo_db")
+    return MongoCheckpointStore(db)
+
+
+@pytest.fixture
+def parked(adapter: str, request: pytest.FixtureRequest) -> ParkedEvents:
+    if adapter == "memory":
+        return InMemoryParkedEvents()
+    return MongoParkedEvents(request.getfixturevalue("mongo_db"))
+
+
+@pytest.fixture
+def aliases(adapter: str, request: pytest.FixtureRequest) -> AliasRegistry:
+    if adapter == "memory":
+        return InMemoryAliasRegistry()
+    return MongoAliasRegistry(request.getfixturevalue("mongo_db"))
+
+
+# ------------------------------------------------------------------------------ checkpoints
+
+
+async def test_a_checkpoint_starts_at_zero(checkpoints: CheckpointStore) -> None:
+    assert await checkpoints.position("p", 1, "Tasks") == 0
+    assert await checkpoints.positions("p", 1) == {}
+
+
+async def test_a_checkpoint_advances_per_projection_generation_and_upstream(
+    checkpoints: CheckpointStore,
+) -> None:
+    await checkpoints.advance("p", 1, "Tasks", 10)
+    await checkpoints.advance("p", 1, "Identity", 3)
+    await checkpoints.advance("p", 2, "Tasks", 4)
+    await checkpoints.advance("q", 1, "Tasks", 7)
+    assert await checkpoints.position("p", 1, "Tasks") == 10
+    assert await checkpoints.positions("p", 1) == {"Tasks": 10, "Identity": 3}
+    assert await checkpoints.positions("p", 2) == {"Tasks": 4}
+    assert await checkpoints.position("q", 1, "Tasks") == 7
+
+
+async def test_a_checkpoint_never_moves_back(checkpoints: CheckpointStore) -> None:
+    await checkpoints.advance("p", 1, "Tasks", 10)
+    await checkpoints.advance("p", 1, "Tasks", 4)
+    assert await checkpoints.position("p", 1, "Tasks") == 10
+
+
+async def test_reset_forgets_one_generation_only(checkpoints: CheckpointStore) -> None:
+    await checkpoints.advance("p", 1, "Tasks", 10)
+    await checkpoints.advance("p", 2, "Tasks", 5)
+    await checkpoints.reset("p", 1)
+    assert await checkpoints.position("p", 1, "Tasks") == 0
+    assert await checkpoints.position("p", 2, "Tasks") == 5
+    await checkpoints.advance("p", 1, "Tasks", 2)
+    assert await checkpoints.position("p", 1, "Tasks") == 2
+
+
+async def test_waiting_for_a_position_sees_it_reached_or_gives_up(
+    checkpoints: CheckpointStore,
+) -> None:
+    await checkpoints.advance("p", 1, "Tasks", 5)
+    assert await wait_for_position(checkpoints, "p", 1, "Tasks", 5, within=0.0)
+    assert not await wait_for_position(checkpoints, "p", 1, "Tasks", 6, within=0.05)
+
+
+# ---------------------------------------------------------------------------- parked events
+
+
+def _parked(position: int, generation: int = 1, error: str = "boom") -> ParkedEvent:
+    return ParkedEvent(
+        projection="p",
+        generation=generation,
+        upstream="Tasks",
+        position=position,
+        topic="domain.tasks:Task.Created",
+        error=error,
+        time=datetime(2026, 1, 1, tzinfo=UTC),
+    )
+
+
+async def test_parked_events_are_counted_and_listed_in_order(parked: ParkedEvents) -> None:
+    await parked.park(_parked(9))
+    await parked.park(_parked(3))
+    await parked.park(_parked(4, generation=2))
+    assert await parked.count("p") == 3
+    assert await parked.count("p", 1) == 2
+    assert await parked.count("other") == 0
+    assert [e.position for e in await parked.list("p", 1)] == [3, 9]
+    assert await parked.list("p", 2) == [_parked(4, generation=2)]
+
+
+async def test_parking_the_same_position_again_keeps_one(parked: ParkedEvents) -> None:
+    await parked.park(_parked(3, error="first"))
+    await parked.park(_parked(3, error="second"))
+    assert [e.error for e in await parked.list("p", 1)] == ["second"]
+
+
+async def test_forget_removes_one_generation(parked: ParkedEvents) -> None:
+    await parked.park(_parked(3))
+    await parked.park(_parked(4, generation=2))
+    await parked.forget("p", 1)
+    assert await parked.count("p") == 1
+    assert await parked.count("p", 2) == 1
+
+
+# ---------------------------------------------------------------------------------- aliases
+
+
+async def test_an_alias_starts_at_generation_one(aliases: AliasRegistry) -> None:
+    assert await aliases.get("p") is None
+    alias = await aliases.ensure("p", version=3)
+    assert (alias.generation, alias.version, alias.state, alias.building) == (
+        1,
+        3,
+        AliasState.LIVE,
+        None,
+    )
+    assert await aliases.ensure("p", version=4) == alias
+    assert await aliases.get("p") == alias
+
+
+async def test_blue_green_switch_retires_the_old_generation(aliases: AliasRegistry) -> None:
+    await aliases.ensure("p", 1)
+    building = await aliases.begin_rebuild("p", 2)
+    assert (building.generation, building.building) == (1, 2)
+    assert await aliases.begin_rebuild("p", 2) == building  # an interrupted rebuild resumes
+    drop_after = datetime(2030, 1, 1, tzinfo=UTC)
+    live = await aliases.switch("p", to=2, drop_after=drop_after)
+    assert (live.generation, live.version, live.building) == (2, 2, None)
+    assert [(r.generation, r.drop_after) for r in live.retiring] == [(1, drop_after)]
+    assert live.tailed(datetime(2029, 1, 1, tzinfo=UTC)) == (2, 1)
+    assert live.tailed(drop_after) == (2,)
+    await aliases.retired("p", 1)
+    alias = await aliases.get("p")
+    assert alias is not None
+    assert alias.retiring == ()
+    assert (await aliases.begin_rebuild("p", 2)).building == 3  # numbers are never reused
+
+
+async def test_switching_to_a_generation_not_being_built_is_refused(
+    aliases: AliasRegistry,
+) -> None:
+    await aliases.ensure("p", 1)
+    with pytest.raises(AliasConflictError):
+        await aliases.switch("p", to=2, drop_after=datetime.now(UTC))
+    alias = await aliases.get("p")
+    assert alias is not None
+    assert alias.generation == 1
+
+
+async def test_pause_hands_the_live_generation_to_an_in_place_rebuild(
+    aliases: AliasRegistry,
+) -> None:
+    await aliases.ensure("p", 1)
+    paused = await aliases.pause("p")
+    assert (paused.state, paused.epoch) == (AliasState.PAUSED, 1)
+    assert paused.tailed(datetime.now(UTC)) == ()
+    with pytest.raises(AliasConflictError):
+        await aliases.begin_rebuild("p", 1)
+    resumed = await aliases.resume("p", 2)
+    assert (resumed.state, resumed.version, resumed.generation) == (AliasState.LIVE, 2, 1)
+
+
+async def test_pause_is_refused_during_a_blue_green_rebuild(aliases: AliasRegistry) -> None:
+    await aliases.ensure("p", 1)
+    await aliases.begin_rebuild("p", 1)
+    with pytest.raises(AliasConflictError):
+        await aliases.pause("p")
+    with pytest.raises(AliasConflictError):
+        await aliases.pause("never-created")
+
+
+async def test_heartbeats_say_who_tails_what(aliases: AliasRegistry) -> None:
+    before = datetime.now(UTC) - timedelta(seconds=1)
+    await aliases.heartbeat("w1", {"p": 2}, ["p:1"])
+    await aliases.heartbeat("w2", {"p": 1}, [])
+    workers = {w.id: w for w in await aliases.workers(before)}
+    assert workers["w1"].epochs == {"p": 2}
+    assert workers["w1"].tailing == ("p:1",)
+    assert workers["w2"].tailing == ()
+    assert await aliases.workers(datetime.now(UTC) + timedelta(seconds=5)) == []
+    await aliases.leave("w1")
+    assert [w.id for w in await aliases.workers(before)] == ["w2"]
+
+
+async def test_live_generations_follow_the_alias_after_the_cache_expires(
+    aliases: AliasRegistry,
+) -> None:
+    live = LiveGenerations(aliases, ttl=0.0)
+    cached = LiveGenerations(aliases, ttl=1.0)
+    assert await live.of("p") == 1
+    await aliases.ensure("p", 1)
+    assert await cached.of("p") == 1
+    await aliases.begin_rebuild("p", 1)
+    await aliases.switch("p", to=2, drop_after=datetime.now(UTC))
+    assert await live.of("p") == 2
+    assert await cached.of("p") == 1  # within its ttl
