@@ -164,3 +164,25 @@ def test_malformed_json_is_422_not_500(api: httpx.Client, auth: dict[str, str]) 
     response = api.post("/v1/tasks", content=b"{nope",
                         headers={**auth, "Content-Type": "application/json"})
     assert response.status_code == 422
+
+
+def test_concurrent_patches_over_http_lose_no_update(
+    api: httpx.Client, auth: dict[str, str]
+) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    task = _create(api, auth).json()
+    url = f"/v1/tasks/{task['id']}"
+
+    def patch(n: int) -> int:
+        with httpx.Client(base_url=str(api.base_url), timeout=30) as client:
+            return client.patch(url, json={"description": f"d{n}"}, headers=auth).status_code
+
+    with ThreadPoolExecutor(8) as pool:
+        statuses = list(pool.map(patch, range(48)))
+
+    assert set(statuses) <= {200, 409}
+    succeeded = statuses.count(200)
+    # One more no-op-free write tells the stored version: 1 (create) + successes + 1.
+    final = api.patch(url, json={"description": "final"}, headers=auth).json()
+    assert final["version"] == 1 + succeeded + 1
