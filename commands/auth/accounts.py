@@ -14,8 +14,9 @@ from commands.auth.passwords import PasswordHasher
 from commands.auth.rate_limits import AuthLimits, RateLimiter
 from commands.auth.sessions import Sessions, TokenPair
 from commands.identity import Identity, ResetRequest
+from commands.metrics import counting
 from commands.written import Written
-from domain.errors import InvalidCredentials
+from domain.errors import InvalidCredentials, InvalidResetToken, UserNotFound
 from domain.identity import normalise_email
 from domain.meta import Meta, meta
 from domain.reset_tokens import verify_reset_token
@@ -77,7 +78,10 @@ class Accounts:
     async def login(self, *, email: str, password: str, client: str) -> TokenPair:
         """Unknown email and wrong password fail alike, in time too; failures are throttled
         per account and per client address."""
-        email = canonical_email(email)
+        with counting("login"):
+            return await self._login(canonical_email(email), password, client)
+
+    async def _login(self, email: str, password: str, client: str) -> TokenPair:
         limits = self._limits.login(email, client)
         await self._limiter.check(limits)
         user = await run_sync(self._identity.find_by_email, email)
@@ -96,7 +100,8 @@ class Accounts:
 
     async def throttle_reset_request(self, *, email: str, client: str) -> None:
         """Reset mails are limited per email and per client address, registered or not."""
-        await self._limiter.hit(self._limits.forgot(canonical_email(email), client))
+        with counting("forgot_password"):
+            await self._limiter.hit(self._limits.forgot(canonical_email(email), client))
 
     async def request_reset(self, *, email: str, meta: Meta) -> ResetRequest | None:
         """Record a reset request for a registered email; for an unknown one, do nothing."""
@@ -111,6 +116,18 @@ class Accounts:
         it revokes every session of the user."""
         now = self._clock()
         claim = verify_reset_token(self._reset_key, token, now)
+        try:
+            user = await run_sync(self._identity.get_user, claim.user_id)
+        except UserNotFound:
+            raise InvalidResetToken("unknown user") from None
+        if not user.reset_is_pending(claim.request_id, now):
+            # Checked before any session is touched: a spent token must not log anyone out.
+            raise InvalidResetToken("already used or superseded")
+        # Sessions go first: if Redis fails, nothing has changed and the user may retry. The
+        # floor (the version the change will have) also refuses a login that checked the old
+        # password while the change lands.
+        changed_version = user.version + 1
+        await self._sessions.revoke_all(claim.user_id, before_version=changed_version)
         password_hash = await run_sync(self._hasher.hash, new_password)
         acting = _acting_as(meta, claim.user_id)
         written = await run_sync(
@@ -118,16 +135,20 @@ class Accounts:
                 claim, password_hash=password_hash, meta=acting, now=now
             )
         )
-        await self._sessions.revoke_all(claim.user_id, before_version=written.version)
+        if written.version != changed_version:
+            # Another event of the user landed in between: raise the floor to the change.
+            await self._sessions.revoke_all(claim.user_id, before_version=written.version)
         return written
 
     async def refresh(self, refresh_token: str) -> TokenPair:
         """A refresh token works once; presenting a spent one revokes its whole session."""
-        return await self._sessions.refresh(refresh_token)
+        with counting("refresh"):
+            return await self._sessions.refresh(refresh_token)
 
     async def logout(self, access_token: str) -> None:
         """Logout ends the session: its access and refresh tokens stop working together."""
-        await self._sessions.close(access_token)
+        with counting("logout"):
+            await self._sessions.close(access_token)
 
 
 def _acting_as(request_meta: Meta, user: object) -> Meta:

@@ -7,6 +7,7 @@ from datetime import UTC, datetime, timedelta
 from uuid import UUID
 
 import pytest
+from prometheus_client import REGISTRY
 
 from commands.auth.accounts import Accounts
 from commands.auth.memory import InMemoryRateLimiter, InMemorySessionStore
@@ -261,3 +262,34 @@ async def test_a_login_that_read_the_user_before_a_reset_opens_no_session(world:
     with pytest.raises(InvalidCredentials):
         await world.sessions.open(user, before)
     assert await world.sessions.open(user, world.identity.get_user(user).version)
+
+
+async def test_a_spent_reset_token_logs_nobody_out(world: World) -> None:
+    await world.register()
+    token = await _reset_token(world, "ann@example.com")
+    await world.accounts.reset_password(
+        token=token, new_password="a new password", meta=meta(None, "test")
+    )
+    pair = await world.accounts.login(
+        email="ann@example.com", password="a new password", client="c"
+    )
+    with pytest.raises(InvalidResetToken):
+        await world.accounts.reset_password(
+            token=token, new_password="another password", meta=meta(None, "test")
+        )
+    assert await world.sessions.user_for(pair.access_token)
+
+
+async def test_logins_are_counted_by_outcome(world: World) -> None:
+    def count(outcome: str) -> float:
+        value = REGISTRY.get_sample_value(
+            "taskledger_commands_total", {"command": "login", "outcome": outcome}
+        )
+        return value or 0.0
+
+    ok, refused = count("ok"), count("InvalidCredentials")
+    await world.register()
+    await world.accounts.login(email="ann@example.com", password=PASSWORD, client="c")
+    with pytest.raises(InvalidCredentials):
+        await world.accounts.login(email="ann@example.com", password="nope", client="c")
+    assert (count("ok"), count("InvalidCredentials")) == (ok + 1, refused + 1)
