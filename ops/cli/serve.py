@@ -9,13 +9,13 @@ from typing import Annotated
 
 import typer
 import uvicorn
-from prometheus_client import start_http_server
 from starlette.types import ASGIApp
 
 from ops.api import Routes, build_api
 from ops.cli.environment import settings_or_exit
 from ops.logs import Level, configure_logging
 from ops.mailer import build_mailer
+from ops.metrics import serve_metrics
 from ops.projections import run_projector
 from ops.settings import InvalidSetting, Settings
 
@@ -71,7 +71,7 @@ def projector(metrics_port: MetricsPort = None) -> None:
     settings = settings_or_exit()
     configure_logging(settings.log_level, json_lines=settings.log_json)
     if metrics_port is not None:
-        start_http_server(metrics_port)
+        serve_metrics(metrics_port)
     try:
         asyncio.run(_serve_projector(settings))
     except InvalidSetting as exc:
@@ -98,5 +98,5 @@ def mailer(metrics_port: MetricsPort = None) -> None:
         typer.echo(str(exc), err=True)
         raise typer.Exit(2) from None
     if metrics_port is not None:
-        start_http_server(metrics_port)
+        serve_metrics(metrics_port)
     asyncio.run(process.app.run(log_level=logging.getLevelNamesMapping()[settings.log_level]))
