@@ -1,0 +1,210 @@
+"""The relay on real Redis: what it publishes, with which ids, and what it never publishes."""
+
+from __future__ import annotations
+
+import copy
+import json
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+from uuid import UUID, uuid4
+
+import pytest
+from redis.asyncio import Redis
+
+from commands.identity import Identity
+from consumers import messages as consumed
+from domain.meta import meta
+from ops.bootstrap import WriteSide, build_write_side, event_store_env
+from ops.messaging import integration_stream_prefix
+from ops.projections import ReadClients
+from ops.relay import mail_relay
+from ops.settings import Settings
+from projections.envelope import Envelope
+from projections.log import EventsourcingLog
+from projections.mail_relay.relay import TOPICS, MailRelayProjector, UnknownRecipientError
+from tests.fixtures.api import make_settings
+
+
+@pytest.fixture
+def settings(tmp_path: Path, redis_url: str, redis_prefix: str) -> Settings:
+    return make_settings(
+        tmp_path, f"sqlite:///{tmp_path / 'events.sqlite'}", redis_url, redis_prefix
+    )
+
+
+@pytest.fixture
+def write(settings: Settings) -> Iterator[WriteSide]:
+    side = build_write_side(settings)
+    yield side
+    side.close()
+
+
+@pytest.fixture
+async def redis(redis_url: str) -> AsyncIterator[Redis]:
+    client = Redis.from_url(redis_url)
+    yield client
+    await client.aclose()
+
+
+def _projector(settings: Settings, redis: Redis, generation: int = 1) -> MailRelayProjector:
+    clients = ReadClients(mongo=None, db=None, redis=redis)  # type: ignore[arg-type]
+    return mail_relay(settings, clients).projector(generation)
+
+
+def _envelopes(settings: Settings) -> list[Envelope]:
+    log = EventsourcingLog.open("Identity", event_store_env(settings))
+    try:
+        batch = log.read(0, 10_000, TOPICS, log.head())
+    finally:
+        log.close()
+    return [item for item in batch.items if isinstance(item, Envelope)]
+
+
+async def _published(settings: Settings, redis: Redis, kind: str) -> list[dict[str, Any]]:
+    """Each entry's __data__ as the plain JSON a non-FastStream reader sees."""
+    entries: list[tuple[bytes, dict[bytes, bytes]]] = await redis.xrange(  # type: ignore[assignment]
+        integration_stream_prefix(settings) + kind
+    )
+    return [json.loads(fields[b"__data__"]) for _, fields in entries]
+
+
+def _register(identity: Identity, email: str, name: str) -> UUID:
+    return identity.register(
+        email=email, display_name=name, password_hash="argon2-hash", meta=meta(None, "reg-1")
+    ).id
+
+
+async def test_messages_are_plain_json_with_the_event_derived_id_and_no_secret(
+    settings: Settings, write: WriteSide, redis: Redis
+) -> None:
+    user_id = _register(write.identity, "Ada@Example.com", "Ada")
+    request = write.identity.request_password_reset(
+        "ada@example.com", ttl=timedelta(minutes=30), meta=meta(None, "req-7", "00-ab-cd-01")
+    )
+    assert request is not None
+    projector = _projector(settings, redis)
+    await projector.start()
+    await projector.apply(_envelopes(settings))
+
+    [welcome] = await _published(settings, redis, "UserRegistered")
+    [reset] = await _published(settings, redis, "PasswordResetRequested")
+    assert reset["headers"]["message_id"] == reset["data"]["message_id"]
+    data = reset["data"]
+    assert isinstance(data, dict)
+    assert set(data) == {
+        "message_id",
+        "occurred_at",
+        "correlation_id",
+        "traceparent",
+        "user_id",
+        "email",
+        "display_name",
+        "request_id",
+        "expires_at",
+    }
+    assert (data["user_id"], data["email"], data["display_name"]) == (
+        str(user_id),
+        "ada@example.com",
+        "Ada",
+    )
+    assert (data["correlation_id"], data["traceparent"]) == ("req-7", "00-ab-cd-01")
+    assert data["request_id"] == str(request.claim.request_id)
+    assert datetime.fromisoformat(str(data["expires_at"])) == request.claim.expires_at
+    # What the mailer needs to derive the token is there; the token, the hash and the secret
+    # are not.
+    raw = json.dumps([welcome, reset])
+    assert "argon2-hash" not in raw
+    assert settings.jwt_secret is not None
+    assert settings.jwt_secret.get_secret_value() not in raw
+    # The consumers' own copy of the contract reads what the relay wrote.
+    consumed.PasswordResetRequested.model_validate(data)
+    consumed.UserRegistered.model_validate(welcome["data"])
+
+
+async def test_applying_again_republishes_the_same_ids_and_changes_no_contact(
+    settings: Settings, write: WriteSide, redis: Redis
+) -> None:
+    user_id = _register(write.identity, "bo@example.com", "Bo")
+    user = write.identity.get_user(user_id)
+    user.rename("Bo Renamed", meta=meta(user_id, "ren-1"))
+    write.identity.save(user)
+    write.identity.request_password_reset(
+        "bo@example.com", ttl=timedelta(minutes=5), meta=meta(None, "req")
+    )
+    envelopes = _envelopes(settings)
+    projector = _projector(settings, redis)
+    await projector.start()
+    await projector.apply(envelopes)
+    await projector.apply(envelopes[:1])  # a crash replays the registration, with its old name
+    await projector.apply(envelopes)
+
+    resets = await _published(settings, redis, "PasswordResetRequested")
+    welcomes = await _published(settings, redis, "UserRegistered")
+    assert len(resets) == 2
+    assert len(welcomes) == 3
+    assert len({r["data"]["message_id"] for r in resets}) == 1
+    assert len({w["data"]["message_id"] for w in welcomes}) == 1
+    assert {r["data"]["display_name"] for r in resets} == {"Bo Renamed"}
+
+
+async def test_nothing_outside_the_window_or_already_expired_is_published(
+    settings: Settings, write: WriteSide, redis: Redis
+) -> None:
+    _register(write.identity, "old@example.com", "Old")
+    write.identity.request_password_reset(
+        "old@example.com", ttl=timedelta(minutes=30), meta=meta(None, "req")
+    )
+    envelopes = _envelopes(settings)
+    later = _projector(settings, redis)
+    later.clock = lambda: datetime.now(UTC) + timedelta(days=2)  # a rebuild, two days on
+    await later.start()
+    await later.apply(envelopes)
+    assert await _published(settings, redis, "UserRegistered") == []
+    assert await _published(settings, redis, "PasswordResetRequested") == []
+
+    # The address book was still built: a fresh reset for the old user goes out.
+    write.identity.request_password_reset(
+        "old@example.com", ttl=timedelta(minutes=30), meta=meta(None, "req-2")
+    )
+    fresh = _envelopes(settings)[-1:]
+    now = _projector(settings, redis)
+    await now.start()
+    await now.apply(fresh)
+    [reset] = await _published(settings, redis, "PasswordResetRequested")
+    assert reset["data"]["email"] == "old@example.com"
+
+    # A reset whose link has already expired is not worth a mail.
+    expired = [
+        replace(
+            fresh[0],
+            originator_version=99,
+            event=_with_expiry(fresh[0], datetime.now(UTC) - timedelta(seconds=1)),
+        )
+    ]
+    await now.apply(expired)
+    assert len(await _published(settings, redis, "PasswordResetRequested")) == 1
+
+
+def _with_expiry(envelope: Envelope, expires_at: datetime) -> object:
+    changed = copy.copy(envelope.event)
+    object.__setattr__(changed, "expires_at", expires_at.isoformat())  # events are frozen
+    return changed
+
+
+async def test_a_reset_for_a_user_never_registered_is_refused_for_parking(
+    settings: Settings, write: WriteSide, redis: Redis
+) -> None:
+    _register(write.identity, "x@example.com", "X")
+    write.identity.request_password_reset(
+        "x@example.com", ttl=timedelta(minutes=30), meta=meta(None, "req")
+    )
+    reset = _envelopes(settings)[-1]
+    stranger = replace(reset, originator_id=uuid4())
+    projector = _projector(settings, redis, generation=3)  # an empty address book
+    await projector.start()
+    with pytest.raises(UnknownRecipientError):
+        await projector.apply([stranger])
+    assert await _published(settings, redis, "PasswordResetRequested") == []
