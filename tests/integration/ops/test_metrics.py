@@ -52,6 +52,8 @@ def test_a_scripted_session_shows_up_in_metrics(api: httpx.Client) -> None:
 
     assert api.post("/v1/auth/register", json=credentials).status_code == 201
     assert api.post("/v1/auth/register", json=credentials).status_code == 409
+    wrong = {**credentials, "password": "not-the-password"}
+    assert api.post("/v1/auth/login", json=wrong).status_code == 401
     login = api.post("/v1/auth/login", json=credentials)
     assert login.status_code == 200
     auth = {"Authorization": f"Bearer {login.json()['access_token']}"}
@@ -75,6 +77,8 @@ def test_a_scripted_session_shows_up_in_metrics(api: httpx.Client) -> None:
     commands = "taskledger_commands_total"
     assert delta(before, after, commands, command="register", outcome="ok") == 1
     assert delta(before, after, commands, command="register", outcome="EmailTaken") == 1
+    assert delta(before, after, commands, command="login", outcome="ok") == 1
+    assert delta(before, after, commands, command="login", outcome="InvalidCredentials") == 1
     assert delta(before, after, commands, command="create_task", outcome="ok") == 2
     assert delta(before, after, commands, command="update_task", outcome="ok") == 1
     assert delta(before, after, commands, command="update_task", outcome="VersionMismatch") == 1
