@@ -5,18 +5,11 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from ops.bootstrap import event_store_env
+from ops.bootstrap import APPLICATIONS, event_store_env
 from ops.settings import Settings
 from queries.history.export import EventStoreEventExport
 from queries.history.log import StoredLog
 from queries.history.replay import EventStoreTaskHistory, EventStoreUserHistory
-
-# Which domain modules each write-side application records; the embedded SQLite store keeps
-# every application in one table, so an export filters its application's events by topic.
-APPLICATIONS: dict[str, tuple[str, ...]] = {
-    "Identity": ("domain.identity:",),
-    "Tasks": ("domain.tasks:",),
-}
 
 
 class UnknownApplicationError(ValueError):
@@ -44,7 +37,7 @@ class AuditLogs:
         return EventStoreUserHistory(self.logs["Identity"])
 
     def export(self, name: str) -> EventStoreEventExport:
-        return EventStoreEventExport(self.logs[name], topic_prefixes=APPLICATIONS[name])
+        return EventStoreEventExport(self.logs[name])
 
     def close(self) -> None:
         for log in self.logs.values():

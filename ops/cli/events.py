@@ -9,7 +9,8 @@ from typing import Annotated
 
 import typer
 
-from ops.audit import APPLICATIONS, UnknownApplicationError, application_named, open_audit_logs
+from ops.audit import UnknownApplicationError, application_named, open_audit_logs
+from ops.bootstrap import APPLICATIONS
 from ops.cli.environment import settings_or_exit
 from ops.cli.instants import instant, refuse
 from queries.history.export import to_json_line

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping
 from datetime import UTC, datetime
 from decimal import Decimal
 from enum import Enum
@@ -76,22 +76,11 @@ def to_json_line(event: ExportedEvent) -> str:
 
 
 class EventStoreEventExport:
-    """Pages through one application's notification log, decoding and redacting each event.
+    """Pages through one application's notification log, decoding and redacting each event."""
 
-    ``topic_prefixes`` keeps only this application's events: the embedded SQLite store
-    records every application in one table, so its log also holds the others' events.
-    """
-
-    def __init__(
-        self,
-        log: Application[UUID],
-        *,
-        topic_prefixes: Sequence[str] = (),
-        page_size: int = PAGE_SIZE,
-    ) -> None:
+    def __init__(self, log: Application[UUID], *, page_size: int = PAGE_SIZE) -> None:
         self.log = log
         self.application = log.name
-        self.topic_prefixes = tuple(topic_prefixes)
         self.page_size = page_size
 
     def events(
@@ -108,8 +97,6 @@ class EventStoreEventExport:
                 after, self.page_size, stop=head, inclusive_of_start=after is None
             )
             for notification in page:
-                if self.topic_prefixes and not notification.topic.startswith(self.topic_prefixes):
-                    continue
                 event = self.log.mapper.to_domain_event(notification)
                 if not isinstance(event, AggregateEvent):
                     continue
