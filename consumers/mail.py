@@ -29,6 +29,12 @@ class PermanentFailure(SendFailed):
     """No retry will help: a 5xx reply, a malformed address."""
 
 
+def malformed(address: str) -> bool:
+    """Not one local part and one domain, or a header break: no server could take it."""
+    local, _, domain = address.partition("@")
+    return not local or not domain or "@" in domain or any(c in address for c in "\r\n")
+
+
 class Mailer(Protocol):
     """Sends one mail; returns once the server accepted it, else raises a ``SendFailed``."""
 
@@ -38,11 +44,13 @@ class Mailer(Protocol):
 class InMemoryMailer:
     """Accepts every mail to an address not listed in ``refuse``; keeps what it accepted."""
 
-    def __init__(self, refuse: frozenset[str] = frozenset()) -> None:
+    def __init__(self, refuse: set[str] | None = None) -> None:
         self.sent: list[tuple[str, Mail]] = []
-        self.refuse = refuse
+        self.refuse: set[str] = refuse if refuse is not None else set()
 
     async def send(self, mail: Mail, sender: str) -> None:
-        if "@" not in mail.to or mail.to in self.refuse:
+        if malformed(mail.to):
+            raise PermanentFailure(f"malformed address {mail.to!r}")
+        if mail.to.lower() in self.refuse:
             raise PermanentFailure(f"550 recipient refused: {mail.to}")
         self.sent.append((sender, mail))

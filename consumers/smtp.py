@@ -15,7 +15,7 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 import aiosmtplib
 
-from consumers.mail import Mail, PermanentFailure, TransientFailure
+from consumers.mail import Mail, PermanentFailure, TransientFailure, malformed
 
 _TRUE = {"1", "true", "yes", "on"}
 
@@ -69,7 +69,7 @@ class SmtpMailer:
 
     @staticmethod
     def _message(mail: Mail, sender: str) -> EmailMessage:
-        if any(ch in mail.to for ch in "\r\n") or mail.to.count("@") != 1:
+        if malformed(mail.to):
             raise PermanentFailure(f"malformed address {mail.to!r}")
         message = EmailMessage()
         try:
