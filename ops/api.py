@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Literal
+from typing import Any, Literal
 from uuid import UUID
 
 from fastapi import FastAPI
 from fastapi.concurrency import run_in_threadpool
+from pymongo import AsyncMongoClient
 from redis.asyncio import Redis
 
 from commands.http import auth as auth_commands
@@ -34,8 +35,11 @@ class NoWriteTracking:
         return None
 
 
-def readiness_probes(write_side: WriteSide, redis: Redis | None) -> dict[str, health.Probe]:
-    """What /health/ready checks: the event store (both logs) and Redis."""
+def readiness_probes(
+    write_side: WriteSide, redis: Redis | None, mongo: AsyncMongoClient[Any] | None = None
+) -> dict[str, health.Probe]:
+    """What /health/ready checks: the event store (both logs), Redis, and MongoDB when the
+    process reads from it (pass the read side's client)."""
 
     async def event_store() -> None:
         await run_in_threadpool(write_side.identity.recorder.max_notification_id)
@@ -46,7 +50,15 @@ def readiness_probes(write_side: WriteSide, redis: Redis | None) -> dict[str, he
             raise RuntimeError("TASKLEDGER_REDIS_URL is not set")
         await redis.ping()
 
-    return {"event_store": event_store, "redis": redis_answers}
+    probes: dict[str, health.Probe] = {"event_store": event_store, "redis": redis_answers}
+    if mongo is not None:
+        client = mongo
+
+        async def mongo_answers() -> None:
+            await client.admin.command("ping")
+
+        probes["mongo"] = mongo_answers
+    return probes
 
 
 def build_api(settings: Settings, routes: Routes = "all") -> FastAPI:
