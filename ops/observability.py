@@ -8,11 +8,12 @@ so once the app returns the scope names the route that matched.
 from __future__ import annotations
 
 import logging
+import random
 import re
-import secrets
 import time
 from typing import TYPE_CHECKING, TypeGuard
 
+from prometheus_client import Histogram
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ops.logs import http_request_state
@@ -31,7 +32,10 @@ _QUIET_ROUTES = frozenset({"/health/live", "/health/ready", "/metrics"})
 
 def new_traceparent() -> str:
     """A fresh W3C traceparent (not sampled), for requests that arrive without one."""
-    return f"00-{secrets.token_hex(16)}-{secrets.token_hex(8)}-00"
+    # Ids only need to be unique, not secret: the fast PRNG spares two urandom calls a request.
+    trace_id = random.getrandbits(128) or 1
+    span_id = random.getrandbits(64) or 1
+    return f"00-{trace_id:032x}-{span_id:016x}-00"
 
 
 def valid_traceparent(value: str | None) -> TypeGuard[str]:
@@ -50,6 +54,8 @@ class ObservabilityMiddleware:
     def __init__(self, app: ASGIApp, *, tracing: bool = False) -> None:
         self.app = app
         self.tracing = tracing
+        # Label children by (method, route, status): a bounded set, as routes are templates.
+        self._latency: dict[tuple[str, str, int], Histogram] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -78,18 +84,26 @@ class ObservabilityMiddleware:
         finally:
             elapsed = time.perf_counter() - started
             route = _route_template(scope)
-            HTTP_REQUEST_DURATION.labels(scope["method"], route, str(status)).observe(elapsed)
-            log.log(
-                logging.DEBUG if route in _QUIET_ROUTES else logging.INFO,
-                "request",
-                extra={
-                    "http_method": scope["method"],
-                    "route": route,
-                    "path": scope["path"],
-                    "status": status,
-                    "duration_ms": round(elapsed * 1000, 2),
-                },
-            )
+            key = (scope["method"], route, status)
+            latency = self._latency.get(key)
+            if latency is None:
+                latency = self._latency[key] = HTTP_REQUEST_DURATION.labels(
+                    scope["method"], route, str(status)
+                )
+            latency.observe(elapsed)
+            level = logging.DEBUG if route in _QUIET_ROUTES else logging.INFO
+            if log.isEnabledFor(level):
+                log.log(
+                    level,
+                    "request",
+                    extra={
+                        "http_method": scope["method"],
+                        "route": route,
+                        "path": scope["path"],
+                        "status": status,
+                        "duration_ms": round(elapsed * 1000, 2),
+                    },
+                )
 
     async def _traced(
         self, scope: Scope, receive: Receive, send: Send, incoming: str | None
