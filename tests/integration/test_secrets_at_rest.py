@@ -44,13 +44,17 @@ def _store_bytes(settings: Settings) -> bytes:
                 chunks += [notification.topic.encode(), notification.state]
     finally:
         write_side.close()
-    store = b"\n".join(chunks)
+    return b"\n".join(chunks)
+
+
+def _sqlite_files(settings: Settings) -> bytes:
+    """The SQLite files themselves (one per application, and their journals): a page the
+    library no longer reads is still on disk."""
     url = urlsplit(str(settings.event_store_url))
-    if url.scheme == "sqlite":
-        # The file itself too: a page the library no longer reads is still on disk.
-        for path in Path(url.path).parent.glob(Path(url.path).name + "*"):
-            store += b"\n" + path.read_bytes()
-    return store
+    if url.scheme != "sqlite":
+        return b""
+    path = Path(url.path)
+    return b"\n".join(p.read_bytes() for p in sorted(path.parent.glob(path.stem + "*")))
 
 
 def _redis_bytes(settings: Settings) -> bytes:
@@ -131,7 +135,7 @@ def test_a_session_leaves_no_secret_in_the_store_redis_or_logs(
         ],
     }
 
-    store, redis = _store_bytes(settings), _redis_bytes(settings)
+    store, redis, files = _store_bytes(settings), _redis_bytes(settings), _sqlite_files(settings)
     logs = "\n".join(
         [record.getMessage() + repr(record.__dict__) for record in caplog.records]
         + list(capfd.readouterr())
@@ -142,13 +146,21 @@ def test_a_session_leaves_no_secret_in_the_store_redis_or_logs(
     assert b"$argon2id$" in store
     assert b"PasswordResetRequested" in store
     assert b"buy milk" in store
+    if settings.event_store_url and settings.event_store_url.startswith("sqlite"):
+        assert email.encode() in files
+        assert b"buy milk" in files
     assert redis, "Redis holds no session state under the prefix"
     assert any(record.name == "taskledger.auth" for record in caplog.records)
 
     leaks = [
         f"{what} in {where}"
         for what, forms in forbidden.items()
-        for where, data in (("event store", store), ("redis", redis), ("logs", logs))
+        for where, data in (
+            ("event store", store),
+            ("sqlite files", files),
+            ("redis", redis),
+            ("logs", logs),
+        )
         if any(form in data for form in forms)
     ]
     assert leaks == []
