@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
 from typing import Any, Literal
 from uuid import UUID
 
@@ -20,8 +20,10 @@ from ops.bootstrap import WriteSide, build_auth, build_write_side
 from ops.http import BodyLimitMiddleware, RequestIdMiddleware, install_error_handlers
 from ops.metrics import router as metrics_router
 from ops.observability import ObservabilityMiddleware, configure_tracing
+from ops.queries import open_query_side
 from ops.settings import InvalidSetting, Settings
 from queries.history import http as task_history
+from queries.http import tasks as task_queries
 from queries.http import users as user_queries
 from queries.users.event_store import EventStoreUserDirectory
 
@@ -66,6 +68,11 @@ def build_api(settings: Settings, routes: Routes = "all") -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        async with AsyncExitStack() as stack, _lifespan(app, stack):
+            yield
+
+    @asynccontextmanager
+    async def _lifespan(app: FastAPI, stack: AsyncExitStack) -> AsyncIterator[None]:
         if not settings.redis_url:
             # `taskledger up` starts an embedded Redis and sets the URL; a bare API must be told.
             raise InvalidSetting(
@@ -75,15 +82,20 @@ def build_api(settings: Settings, routes: Routes = "all") -> FastAPI:
         write_side = build_write_side(settings)
         app.state.identity = write_side.identity
         app.state.tasks = write_side.tasks
-        app.state.write_tracker = NoWriteTracking()
         redis = Redis.from_url(settings.redis_url)
         app.state.redis = redis
-        app.state.readiness = readiness_probes(write_side, redis)
         auth = build_auth(settings, write_side.identity, redis)
         app.state.accounts = auth.accounts
         app.state.authenticator = auth.sessions
-        # First adapter: the Identity store itself; the read side later swaps in MongoDB.
-        app.state.user_directory = EventStoreUserDirectory(write_side.identity)
+        # The Identity store answers for users the users projection has not reached yet.
+        event_store_users = EventStoreUserDirectory(write_side.identity)
+        query_side = await stack.enter_async_context(
+            open_query_side(settings, fallback_users=event_store_users)
+        )
+        app.state.write_tracker = query_side.write_positions
+        app.state.task_queries = query_side.task_queries
+        app.state.user_directory = query_side.user_directory or event_store_users
+        app.state.readiness = readiness_probes(write_side, redis, query_side.mongo)
         # History and as_of read the Tasks store through their own handle, not the write side.
         audit = open_audit_logs(settings, ["Tasks"] if routes in ("tasks", "all") else [])
         if "Tasks" in audit.logs:
@@ -115,6 +127,7 @@ def build_api(settings: Settings, routes: Routes = "all") -> FastAPI:
         app.include_router(user_queries.router)
     if routes in ("tasks", "all"):
         app.include_router(task_commands.router)
+        app.include_router(task_queries.router)
         app.include_router(task_history.router)
         # Keep last: it answers GET /v1/tasks/{id} from the event store only while no
         # read-model route does (one included earlier wins); that route calls

@@ -21,6 +21,7 @@ from redis.asyncio import Redis
 from commands.identity import Identity
 from commands.tasks import Tasks
 from ops.bootstrap import event_store_env
+from ops.read_models import READ_MODELS
 from ops.relay import mail_relay
 from ops.settings import InvalidSetting, Settings
 from projections.aliases import MongoAliasRegistry
@@ -52,7 +53,7 @@ class ReadClients:
 ProjectionFactory = Callable[[Settings, ReadClients], Projection]
 
 # Every projection the projector service runs, in start order. Add yours here.
-PROJECTIONS: list[ProjectionFactory] = [mail_relay]
+PROJECTIONS: list[ProjectionFactory] = [*READ_MODELS, mail_relay]
 
 
 def all_projections(settings: Settings, clients: ReadClients) -> list[Projection]:

@@ -8,4 +8,5 @@ pytest_plugins = [
     "tests.fixtures.mail",
     "tests.fixtures.audit",
     "tests.fixtures.projections",
+    "tests.fixtures.read_side",
 ]

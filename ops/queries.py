@@ -1,0 +1,83 @@
+"""The API's read side: clients with short timeouts, and the objects the query routes use.
+
+Reads must answer fast or fall back: Redis gets sub-second socket timeouts (a miss is cheap),
+MongoDB a short server selection (its absence is a quick 503, not a hung request).
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Any
+
+from pymongo import AsyncMongoClient
+from redis.asyncio import Redis
+
+from ops.settings import Settings
+from projections.aliases import LiveGenerations, MongoAliasRegistry
+from projections.checkpoints import MongoCheckpointStore
+from projections.task_list.mongo import MongoTaskReadModel
+from projections.task_list.redis import RedisPageCache
+from projections.task_stats.redis import RedisTaskStats
+from projections.write_positions import RedisWritePositions
+from queries.tasks.reads import TaskQueries
+from queries.users.mongo import MongoUserDirectory
+from queries.users.ports import UserDirectory
+
+REDIS_TIMEOUT = 0.5
+MONGO_SELECTION_MS = 1500
+
+
+@dataclass(frozen=True, slots=True)
+class QuerySide:
+    write_positions: RedisWritePositions
+    mongo: AsyncMongoClient[dict[str, Any]] | None
+    task_queries: TaskQueries | None  # None: no document store configured
+    user_directory: UserDirectory | None
+
+
+def read_redis(settings: Settings) -> Redis:
+    assert settings.redis_url is not None
+    return Redis.from_url(
+        settings.redis_url, socket_timeout=REDIS_TIMEOUT, socket_connect_timeout=REDIS_TIMEOUT
+    )
+
+
+@asynccontextmanager
+async def open_query_side(
+    settings: Settings, fallback_users: UserDirectory | None = None
+) -> AsyncIterator[QuerySide]:
+    redis = read_redis(settings)
+    positions = RedisWritePositions(redis, settings.redis_prefix)
+    mongo: AsyncMongoClient[dict[str, Any]] | None = None
+    try:
+        if not settings.mongo_url:
+            yield QuerySide(positions, None, None, None)
+            return
+        mongo = AsyncMongoClient(
+            settings.mongo_url, tz_aware=True, serverSelectionTimeoutMS=MONGO_SELECTION_MS
+        )
+        db = mongo.get_default_database("taskledger")
+        generations = LiveGenerations(MongoAliasRegistry(db))
+        queries = TaskQueries(
+            read_model=MongoTaskReadModel(db, generations),
+            stats=RedisTaskStats(redis, settings.redis_prefix),
+            cache=RedisPageCache(redis, settings.redis_prefix),
+            positions=positions,
+            checkpoints=MongoCheckpointStore(db),
+            generations=generations,
+            timeout=settings.read_your_writes_timeout,
+        )
+        users = MongoUserDirectory(
+            db,
+            generations,
+            positions,
+            timeout=settings.read_your_writes_timeout,
+            fallback=fallback_users,
+        )
+        yield QuerySide(positions, mongo, queries, users)
+    finally:
+        if mongo is not None:
+            await mongo.close()
+        await redis.aclose()

@@ -1,0 +1,1 @@
+"""Per-user task counters in Redis for ``GET /v1/tasks/stats``."""

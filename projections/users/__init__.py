@@ -1,0 +1,1 @@
+"""The ``users`` projection: public profiles of registered users, in MongoDB."""

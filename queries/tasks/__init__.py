@@ -1,0 +1,1 @@
+"""Task queries: lists, single tasks and counters, read from the projections."""

@@ -1,0 +1,114 @@
+"""The task queries: read-your-writes, the page cache, and the fallbacks when Redis is down."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+from uuid import UUID
+
+from domain.errors import TaskNotFound
+from projections.task_list.model import TaskCounts, TaskPage, TaskQuery, TaskRow
+from queries.tasks.ports import (
+    Checkpoints,
+    Generations,
+    PageCache,
+    TaskReader,
+    TaskReadModel,
+    TaskStats,
+    WritePositions,
+)
+
+UPSTREAM = "Tasks"
+TASK_LIST = "task_list"
+TASK_STATS = "task_stats"
+POLL = 0.005  # between checkpoint reads while waiting for a projection; no thread is held
+
+
+async def wait_until(
+    checkpoint: Callable[[], Awaitable[int]], target: int, within: float, poll: float = POLL
+) -> int:
+    """Poll ``checkpoint()`` until it reaches ``target`` or ``within`` seconds pass.
+
+    Returns the last position seen."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + within
+    while True:
+        position: int = await checkpoint()
+        if position >= target or loop.time() >= deadline:
+            return position
+        await asyncio.sleep(min(poll, max(0.0, deadline - loop.time())))
+
+
+@dataclass
+class TaskQueries:
+    read_model: TaskReadModel
+    stats: TaskStats
+    cache: PageCache
+    positions: WritePositions
+    checkpoints: Checkpoints
+    generations: Generations
+    # How long a read waits for the projection to pass the reader's own last write.
+    timeout: float = 2.0
+
+    async def _own_write(self, user: UUID) -> int:
+        return (await self.positions.last(user)).get(UPSTREAM, 0)
+
+    async def _caught_up(self, reader: TaskReader, user: UUID) -> int:
+        return await wait_until(
+            lambda: reader.checkpoint(UPSTREAM), await self._own_write(user), self.timeout
+        )
+
+    async def task(self, user: UUID, task_id: UUID) -> TaskRow:
+        """A user sees only their own live tasks; anything else is not found."""
+        async with self.read_model.reading() as reader:
+            await self._caught_up(reader, user)
+            row = await reader.get(user, task_id)
+        if row is None:
+            raise TaskNotFound(str(task_id))
+        return row
+
+    async def page(
+        self, user: UUID, query: TaskQuery, key: str, render: Callable[[TaskPage], bytes]
+    ) -> bytes:
+        """The user's tasks, one page; a page is cached only under a version its rows include."""
+        async with self.read_model.reading() as reader:
+            seen = await self._caught_up(reader, user)
+            token = await self.cache.token(reader.generation, user)
+            if token is not None:
+                cached = await self.cache.get(token, user, key)
+                if cached is not None:
+                    return cached
+            body = render(await reader.page(user, query))
+            if token is not None and token.version <= seen:
+                await self.cache.put(token, user, key, body)
+            return body
+
+    async def counts(self, user: UUID, now: datetime | None = None) -> TaskCounts:
+        """Counters from Redis once they include the user's last write; else counted in MongoDB."""
+        now = now or datetime.now(UTC)
+        own = await self._own_write(user)
+        # Inside the reader's scope, a document store failure (checkpoints, aliases) is a 503.
+        async with self.read_model.reading() as reader:
+            generation = await self.generations.of(TASK_STATS)
+            reached = await wait_until(
+                lambda: self.checkpoints.position(TASK_STATS, generation, UPSTREAM),
+                own,
+                self.timeout,
+            )
+            if reached >= own:
+                counts = await self.stats.counts(generation, user, now)
+                if counts is not None:
+                    return counts
+            await wait_until(lambda: reader.checkpoint(UPSTREAM), own, self.timeout)
+            return await reader.counts(user, now)
+
+
+def encode_page(page: TaskPage, next_cursor: str | None, item: Callable[[TaskRow], Any]) -> bytes:
+    return json.dumps(
+        {"items": [item(row) for row in page.items], "next_cursor": next_cursor},
+        separators=(",", ":"),
+    ).encode()
