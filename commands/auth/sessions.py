@@ -12,7 +12,7 @@ from enum import StrEnum
 from typing import Protocol
 from uuid import UUID
 
-from commands.auth.tokens import JwtTokens, Kind, new_id
+from commands.auth.tokens import Claims, JwtTokens, Kind, new_id
 from domain.errors import InvalidCredentials, Unauthenticated
 
 log = logging.getLogger("taskledger.auth")
@@ -109,17 +109,18 @@ class Sessions:
 
     async def user_for(self, access_token: str) -> UUID:
         """A valid signature is not enough: the token's session must still be open."""
+        return (await self._live(access_token)).user_id
+
+    async def close(self, access_token: str) -> None:
+        """Logout ends the session: its access and refresh tokens stop working together."""
+        claims = await self._live(access_token)
+        await self._store.revoke(claims.user_id, claims.session_id)
+
+    async def _live(self, access_token: str) -> Claims:
         claims = self._tokens.read(Kind.ACCESS, access_token)
         if not await self._store.is_active(claims.user_id, claims.session_id):
             raise Unauthenticated("session revoked or expired")
-        return claims.user_id
-
-    async def close(self, access_token: str) -> UUID:
-        """Logout ends the session: its access and refresh tokens stop working together."""
-        user_id = await self.user_for(access_token)
-        claims = self._tokens.read(Kind.ACCESS, access_token)
-        await self._store.revoke(user_id, claims.session_id)
-        return user_id
+        return claims
 
     async def revoke_all(self, user_id: UUID, *, before_version: int) -> None:
         await self._store.revoke_all(user_id, before_version=before_version, ttl=self._ttl)

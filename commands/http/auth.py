@@ -51,7 +51,10 @@ class Register(BaseModel):
     @field_validator("display_name")
     @classmethod
     def _strip(cls, value: str | None) -> str | None:
-        return value.strip() or None if value is not None else None
+        # A blank name is no name: the address's local part stands in for it.
+        if value is None or not value.strip():
+            return None
+        return value.strip()
 
     def name(self) -> str:
         return self.display_name or self.email.split("@", 1)[0]
