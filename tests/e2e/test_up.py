@@ -42,6 +42,19 @@ def up_argv(port: int) -> list[str]:
     return [sys.executable, "-m", "ops", "up", "--port", str(port)]
 
 
+def run_to_end(argv: list[str], data_dir: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        argv,
+        cwd=REPO,
+        env=up_env(data_dir),
+        capture_output=True,
+        text=True,
+        timeout=STOP_TIMEOUT,
+        check=False,
+        stdin=subprocess.DEVNULL,
+    )
+
+
 class Up:
     """One run of ``taskledger up``: started, read for its URL line, stopped and waited for."""
 
@@ -163,18 +176,13 @@ def test_up_serves_stops_on_sigterm_and_resumes_with_all_data(tmp_path: Path) ->
             assert patched.json()["version"] == 2
 
         # A second up on the same data dir is refused, and the first keeps serving.
-        refused = subprocess.run(
-            up_argv(free_port()),
-            cwd=REPO,
-            env=up_env(data_dir),
-            capture_output=True,
-            text=True,
-            timeout=STOP_TIMEOUT,
-            check=False,
-            stdin=subprocess.DEVNULL,
-        )
+        refused = run_to_end(up_argv(free_port()), data_dir)
         assert refused.returncode != 0
         assert "in use by another taskledger up" in refused.stderr
+        # So is another data dir on the port this one serves.
+        refused = run_to_end(up_argv(first.port), tmp_path / "other")
+        assert refused.returncode != 0
+        assert f"port {first.port} on 127.0.0.1 is already in use" in refused.stderr
 
         children = first.tree()
         cmdlines = _names(children)
