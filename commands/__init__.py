@@ -1,1 +1,1 @@
-"""The write side: applications over the event store, command handlers, auth, HTTP command routes."""
+"""The write side: applications over the event store, handlers, auth and HTTP command routes."""

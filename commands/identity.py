@@ -30,10 +30,8 @@ class Identity(Application[UUID]):
         count_appended(self.name, recordings)
 
     @counted("register")
-    def register(
-        self, *, email: str, display_name: str, password_hash: str, meta: Meta
-    ) -> Written:
-        """An email belongs to one account: the index aggregate, saved with the user, enforces it."""
+    def register(self, *, email: str, display_name: str, password_hash: str, meta: Meta) -> Written:
+        """An email belongs to one account: the index aggregate saved with the user enforces it."""
         user = User(
             email=normalise_email(email),
             display_name=display_name,
@@ -81,7 +79,7 @@ class Identity(Application[UUID]):
     def reset_password(
         self, claim: ResetClaim, *, password_hash: str, meta: Meta, now: datetime | None = None
     ) -> Written:
-        """A reset request works once, before it expires, and only while no newer change spent it."""
+        """A reset request works once, before it expires, and only until a newer change."""
         try:
             user = self.get_user(claim.user_id)
         except UserNotFound:

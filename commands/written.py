@@ -17,6 +17,8 @@ class Written:
     position: int | None
 
     @classmethod
-    def of(cls, aggregate_id: UUID, version: int, recordings: Sequence[Recording]) -> Written:
-        positions = [r.notification.id for r in recordings if r.domain_event.originator_id == aggregate_id]
+    def of(cls, aggregate_id: UUID, version: int, recordings: Sequence[Recording[UUID]]) -> Written:
+        positions = [
+            r.notification.id for r in recordings if r.domain_event.originator_id == aggregate_id
+        ]
         return cls(aggregate_id, version, max(positions) if positions else None)

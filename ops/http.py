@@ -46,11 +46,16 @@ def problem(
     headers: Mapping[str, str] | None = None,
     extra: Mapping[str, Any] | None = None,
 ) -> JSONResponse:
-    body: dict[str, Any] = {"type": PROBLEM_BASE + slug, "title": title, "status": status,
-                            "detail": detail}
+    body: dict[str, Any] = {
+        "type": PROBLEM_BASE + slug,
+        "title": title,
+        "status": status,
+        "detail": detail,
+    }
     body.update(extra or {})
-    return JSONResponse(body, status_code=status, headers=dict(headers or {}),
-                        media_type=PROBLEM_JSON)
+    return JSONResponse(
+        body, status_code=status, headers=dict(headers or {}), media_type=PROBLEM_JSON
+    )
 
 
 def _domain_error(request: Request, exc: Exception) -> JSONResponse:
@@ -83,14 +88,23 @@ def _validation_error(request: Request, exc: Exception) -> JSONResponse:
         }
         for err in exc.errors()
     ]
-    return problem(422, "validation-error", "Invalid request", "the request is not valid",
-                   extra={"errors": field_errors})
+    return problem(
+        422,
+        "validation-error",
+        "Invalid request",
+        "the request is not valid",
+        extra={"errors": field_errors},
+    )
 
 
 def _http_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
-    slug = {404: "not-found", 405: "method-not-allowed", 413: "payload-too-large",
-            401: "unauthenticated"}.get(exc.status_code, "http-error")
+    slug = {
+        404: "not-found",
+        405: "method-not-allowed",
+        413: "payload-too-large",
+        401: "unauthenticated",
+    }.get(exc.status_code, "http-error")
     headers = dict(exc.headers or {})
     if exc.status_code == 401:
         headers.setdefault("WWW-Authenticate", "Bearer")
@@ -99,8 +113,12 @@ def _http_error(request: Request, exc: Exception) -> JSONResponse:
 
 def _unexpected(request: Request, exc: Exception) -> JSONResponse:
     log.error("unhandled error", exc_info=exc)
-    return problem(500, "internal-error", "Internal server error",
-                   "an unexpected error occurred; it has been logged")
+    return problem(
+        500,
+        "internal-error",
+        "Internal server error",
+        "an unexpected error occurred; it has been logged",
+    )
 
 
 def install_error_handlers(app: FastAPI) -> None:
@@ -172,6 +190,10 @@ class BodyLimitMiddleware:
         await self.app(scope, limited_receive, send)
 
     async def _too_large(self, scope: Scope, receive: Receive, send: Send) -> None:
-        response = problem(413, "payload-too-large", "Payload too large",
-                           f"request bodies are limited to {self.limit} bytes")
+        response = problem(
+            413,
+            "payload-too-large",
+            "Payload too large",
+            f"request bodies are limited to {self.limit} bytes",
+        )
         await response(scope, receive, send)

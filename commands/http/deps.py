@@ -32,9 +32,7 @@ def _tasks(request: Request) -> Tasks:
     return tasks
 
 
-async def _current_user(
-    request: Request, token: Annotated[str | None, Depends(bearer)]
-) -> UUID:
+async def _current_user(request: Request, token: Annotated[str | None, Depends(bearer)]) -> UUID:
     if not token:
         raise Unauthenticated("missing bearer token")
     authenticator: Authenticator = request.app.state.authenticator

@@ -115,8 +115,9 @@ async def create_task(
 ) -> WrittenOut:
     """Create a task owned by the caller."""
     written = await run_in_threadpool(
-        lambda: tasks.create_task(owner_id=user, meta=request_meta(request, user),
-                                  **body.model_dump())
+        lambda: tasks.create_task(
+            owner_id=user, meta=request_meta(request, user), **body.model_dump()
+        )
     )
     await _remember(request, user, written)
     response.headers["Location"] = f"/v1/tasks/{written.id}"
@@ -136,8 +137,13 @@ async def change_task(
     """Change any subset of a task's fields; only its owner may, and If-Match guards the version."""
     expected = parse_if_match(if_match)
     written = await run_in_threadpool(
-        lambda: tasks.update_task(task_id, actor=user, changes=body.changes(),
-                                  expected_version=expected, meta=request_meta(request, user))
+        lambda: tasks.update_task(
+            task_id,
+            actor=user,
+            changes=body.changes(),
+            expected_version=expected,
+            meta=request_meta(request, user),
+        )
     )
     await _remember(request, user, written)
     return _out(response, written)
@@ -154,8 +160,9 @@ async def delete_task(
     """Delete a task; afterwards it answers 404 everywhere, though its history stays."""
     expected = parse_if_match(if_match)
     written = await run_in_threadpool(
-        lambda: tasks.delete_task(task_id, actor=user, expected_version=expected,
-                                  meta=request_meta(request, user))
+        lambda: tasks.delete_task(
+            task_id, actor=user, expected_version=expected, meta=request_meta(request, user)
+        )
     )
     await _remember(request, user, written)
     return Response(status_code=status.HTTP_204_NO_CONTENT)

@@ -11,8 +11,10 @@ import pytest
 
 def _login(api: httpx.Client) -> dict[str, str]:
     email = f"u{uuid.uuid4().hex[:10]}@example.com"
-    assert api.post("/v1/auth/register", json={"email": email, "password": "pw-123456789"}
-                    ).status_code == 201
+    assert (
+        api.post("/v1/auth/register", json={"email": email, "password": "pw-123456789"}).status_code
+        == 201
+    )
     tokens = api.post("/v1/auth/login", json={"email": email, "password": "pw-123456789"}).json()
     return {"Authorization": f"Bearer {tokens['access_token']}"}
 
@@ -33,7 +35,8 @@ def test_create_answers_201_with_location_etag_and_position(
     assert response.status_code == 201
     body = response.json()
     assert set(body) == {"id", "version", "position"}
-    assert body["version"] == 1 and body["position"] >= 1
+    assert body["version"] == 1
+    assert body["position"] >= 1
     assert response.headers["Location"] == f"/v1/tasks/{body['id']}"
     assert response.headers["ETag"] == '"1"'
     assert response.headers["X-Request-ID"]
@@ -65,7 +68,8 @@ def test_invalid_create_is_a_422_problem_and_writes_nothing(
     assert response.status_code == 422
     assert response.headers["content-type"].startswith("application/problem+json")
     problem = response.json()
-    assert problem["status"] == 422 and problem["errors"]
+    assert problem["status"] == 422
+    assert problem["errors"]
     # Nothing was appended: the next accepted write is the first position of the log.
     assert _create(api, auth).json()["position"] == 1
 
@@ -74,8 +78,9 @@ def test_patch_applies_a_subset_and_bumps_the_version(
     api: httpx.Client, auth: dict[str, str]
 ) -> None:
     task = _create(api, auth).json()
-    response = api.patch(f"/v1/tasks/{task['id']}", json={"status": "done", "title": "new"},
-                         headers=auth)
+    response = api.patch(
+        f"/v1/tasks/{task['id']}", json={"status": "done", "title": "new"}, headers=auth
+    )
     assert response.status_code == 200
     assert response.json()["version"] == 3  # one edit event, one status event
     assert response.headers["ETag"] == '"3"'
@@ -85,25 +90,31 @@ def test_patch_may_clear_the_due_date_but_not_the_title(
     api: httpx.Client, auth: dict[str, str]
 ) -> None:
     task = _create(api, auth, due_date="2030-01-01T00:00:00Z").json()
-    assert api.patch(f"/v1/tasks/{task['id']}", json={"due_date": None},
-                     headers=auth).json()["version"] == 2
-    assert api.patch(f"/v1/tasks/{task['id']}", json={"title": None},
-                     headers=auth).status_code == 422
+    assert (
+        api.patch(f"/v1/tasks/{task['id']}", json={"due_date": None}, headers=auth).json()[
+            "version"
+        ]
+        == 2
+    )
+    assert (
+        api.patch(f"/v1/tasks/{task['id']}", json={"title": None}, headers=auth).status_code == 422
+    )
 
 
-def test_stale_if_match_is_412_and_changes_nothing(
-    api: httpx.Client, auth: dict[str, str]
-) -> None:
+def test_stale_if_match_is_412_and_changes_nothing(api: httpx.Client, auth: dict[str, str]) -> None:
     task = _create(api, auth).json()
     url = f"/v1/tasks/{task['id']}"
-    assert api.patch(url, json={"title": "a"}, headers={**auth, "If-Match": '"1"'}
-                     ).status_code == 200
+    assert (
+        api.patch(url, json={"title": "a"}, headers={**auth, "If-Match": '"1"'}).status_code == 200
+    )
     stale = api.patch(url, json={"title": "b"}, headers={**auth, "If-Match": '"1"'})
     assert stale.status_code == 412
     assert stale.headers["content-type"].startswith("application/problem+json")
     assert api.delete(url, headers={**auth, "If-Match": '"1"'}).status_code == 412
-    assert api.patch(url, json={"title": "c"}, headers={**auth, "If-Match": '"2"'}
-                     ).json()["version"] == 3
+    assert (
+        api.patch(url, json={"title": "c"}, headers={**auth, "If-Match": '"2"'}).json()["version"]
+        == 3
+    )
 
 
 def test_someone_elses_task_is_404_like_a_missing_one(
@@ -118,9 +129,7 @@ def test_someone_elses_task_is_404_like_a_missing_one(
     assert api.delete(f"/v1/tasks/{task['id']}", headers=intruder).status_code == 404
 
 
-def test_a_deleted_task_is_gone_for_every_command(
-    api: httpx.Client, auth: dict[str, str]
-) -> None:
+def test_a_deleted_task_is_gone_for_every_command(api: httpx.Client, auth: dict[str, str]) -> None:
     task = _create(api, auth).json()
     url = f"/v1/tasks/{task['id']}"
     assert api.delete(url, headers=auth).status_code == 204
@@ -138,16 +147,18 @@ def test_commands_need_a_bearer_token(api: httpx.Client) -> None:
 
 def test_bodies_over_one_mebibyte_are_413(api: httpx.Client, auth: dict[str, str]) -> None:
     big = b'{"title": "' + b"x" * (1024 * 1024) + b'"}'
-    announced = api.post("/v1/tasks", content=big,
-                         headers={**auth, "Content-Type": "application/json"})
+    announced = api.post(
+        "/v1/tasks", content=big, headers={**auth, "Content-Type": "application/json"}
+    )
     assert announced.status_code == 413
 
     def chunks() -> Any:
         yield big[:1000]
         yield big[1000:]
 
-    streamed = api.post("/v1/tasks", content=chunks(),
-                        headers={**auth, "Content-Type": "application/json"})
+    streamed = api.post(
+        "/v1/tasks", content=chunks(), headers={**auth, "Content-Type": "application/json"}
+    )
     assert streamed.status_code == 413
     assert streamed.headers["content-type"].startswith("application/problem+json")
 
@@ -156,13 +167,15 @@ def test_request_id_is_echoed_or_made(api: httpx.Client) -> None:
     echoed = api.get("/v1/tasks", headers={"X-Request-ID": "abc-123"})
     assert echoed.headers["X-Request-ID"] == "abc-123"
     made = api.get("/nope")
-    assert made.status_code == 404 and len(made.headers["X-Request-ID"]) == 36
+    assert made.status_code == 404
+    assert len(made.headers["X-Request-ID"]) == 36
     assert made.headers["content-type"].startswith("application/problem+json")
 
 
 def test_malformed_json_is_422_not_500(api: httpx.Client, auth: dict[str, str]) -> None:
-    response = api.post("/v1/tasks", content=b"{nope",
-                        headers={**auth, "Content-Type": "application/json"})
+    response = api.post(
+        "/v1/tasks", content=b"{nope", headers={**auth, "Content-Type": "application/json"}
+    )
     assert response.status_code == 422
 
 

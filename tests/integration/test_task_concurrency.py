@@ -24,8 +24,12 @@ def test_concurrent_changes_lose_no_update(tmp_path: Path, event_store_url: str)
         ok = conflicts = 0
         for i in range(WRITES_EACH):
             try:
-                side.tasks.update_task(task_id, actor=owner, changes={"title": f"w{n}-{i}"},
-                                       meta=meta(owner, f"w{n}-{i}"))
+                side.tasks.update_task(
+                    task_id,
+                    actor=owner,
+                    changes={"title": f"w{n}-{i}"},
+                    meta=meta(owner, f"w{n}-{i}"),
+                )
                 ok += 1
             except ConcurrentWrite:
                 conflicts += 1
@@ -52,8 +56,13 @@ def test_if_match_writers_never_overwrite_each_other(tmp_path: Path, event_store
         for i in range(WRITES_EACH):
             version = side.tasks.get_owned(task_id, owner).version
             try:
-                side.tasks.update_task(task_id, actor=owner, changes={"description": f"{n}.{i}"},
-                                       expected_version=version, meta=meta(owner, "c"))
+                side.tasks.update_task(
+                    task_id,
+                    actor=owner,
+                    changes={"description": f"{n}.{i}"},
+                    expected_version=version,
+                    meta=meta(owner, "c"),
+                )
                 ok += 1
             except (VersionMismatch, ConcurrentWrite):
                 pass

@@ -38,8 +38,14 @@ def test_replay_equals_fold(
 ) -> None:
     app = Tasks(env={"PERSISTENCE_MODULE": "eventsourcing.popo"})
     owner = uuid4()
-    task = Task.create(owner_id=owner, title=title, priority=priority, due_date=due,
-                       labels=initial_labels, meta=meta(owner, "req"))
+    task = Task.create(
+        owner_id=owner,
+        title=title,
+        priority=priority,
+        due_date=due,
+        labels=initial_labels,
+        meta=meta(owner, "req"),
+    )
     expected_events = 1
     for command, args in script:
         before = task.version
@@ -54,16 +60,29 @@ def test_replay_equals_fold(
 
 
 @settings(max_examples=60, deadline=None)
-@given(title=titles, due=due_dates, initial_labels=labels, changes=st.lists(
-    st.fixed_dictionaries({}, optional={"title": titles, "due_date": due_dates, "labels": labels}),
-    max_size=5))
+@given(
+    title=titles,
+    due=due_dates,
+    initial_labels=labels,
+    changes=st.lists(
+        st.fixed_dictionaries(
+            {}, optional={"title": titles, "due_date": due_dates, "labels": labels}
+        ),
+        max_size=5,
+    ),
+)
 def test_events_round_trip_through_the_store_encoding(
     title: str, due: datetime | None, initial_labels: list[str], changes: list[dict[str, Any]]
 ) -> None:
     app = Tasks(env={"PERSISTENCE_MODULE": "eventsourcing.popo"})
     owner = uuid4()
-    task = Task.create(owner_id=owner, title=title, due_date=due, labels=initial_labels,
-                       meta=meta(owner, "corr", "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"))
+    task = Task.create(
+        owner_id=owner,
+        title=title,
+        due_date=due,
+        labels=initial_labels,
+        meta=meta(owner, "corr", "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"),
+    )
     for change in changes:
         task.edit(change, meta(owner, "corr"))
     events = task.collect_events()
