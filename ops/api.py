@@ -129,8 +129,4 @@ def build_api(settings: Settings, routes: Routes = "all") -> FastAPI:
         app.include_router(task_commands.router)
         app.include_router(task_queries.router)
         app.include_router(task_history.router)
-        # Keep last: it answers GET /v1/tasks/{id} from the event store only while no
-        # read-model route does (one included earlier wins); that route calls
-        # queries.history.http.task_as_of when ?as_of= is given.
-        app.include_router(task_history.as_of_router)
     return app

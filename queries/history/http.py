@@ -1,15 +1,13 @@
-"""Audit routes: a task's history, and GET /v1/tasks/{id}?as_of=T, both from the event store.
+"""Audit routes: a task's history, and the ?as_of=T answer of GET /v1/tasks/{id}, both from the
+event store.
 
-GET /v1/tasks/{id} itself belongs to the task query routes (read model). The seam for them:
-declare ``as_of: AsOf = None`` on that route and, when it is set, answer with
-``await task_as_of(request, response, task_id, user, as_of)``. Until that route exists,
-``as_of_router`` (included after every other task router) serves GET /v1/tasks/{id} from
-the event store, now or at ``as_of``.
+GET /v1/tasks/{id} itself belongs to the task query routes (queries/http/tasks.py, read model);
+it declares ``as_of: AsOf = None`` and, when it is set, answers with ``task_as_of``.
 """
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Annotated, Any
 from uuid import UUID
 
@@ -22,7 +20,6 @@ from queries.history.ports import HistoryEntry, TaskHistory, TaskState
 from queries.http.deps import CurrentUser
 
 router = APIRouter(prefix="/v1/tasks", tags=["tasks"])
-as_of_router = APIRouter(prefix="/v1/tasks", tags=["tasks"])
 
 AsOf = Annotated[
     AwareDatetime | None,
@@ -118,15 +115,3 @@ async def task_as_of(
     state = await run_in_threadpool(lambda: history.as_of(task_id, as_of, owner_id=user))
     response.headers["ETag"] = f'"{state.version}"'
     return TaskOut.of(state)
-
-
-@as_of_router.get(
-    "/{task_id}",
-    response_model=TaskOut,
-    responses={404: {"description": "no such task (then), or not the caller's"}},
-)
-async def task_from_event_store(
-    task_id: UUID, user: CurrentUser, request: Request, response: Response, as_of: AsOf = None
-) -> TaskOut:
-    """The caller's task, now or as it was at ``as_of``, rebuilt from the event store."""
-    return await task_as_of(request, response, task_id, user, as_of or datetime.now(UTC))

@@ -3,16 +3,28 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta, timezone
+from pathlib import Path
 from uuid import uuid4
 
 import httpx
+import pytest
 
+from ops.settings import Settings
+from tests.fixtures.api import make_settings
 from tests.fixtures.users import SignedIn, sign_in
 
 TASK_KEYS = {
     "id", "title", "description", "status", "priority", "due_date", "labels",
     "created_at", "updated_at", "version",
 }  # fmt: skip
+
+
+@pytest.fixture
+def settings(
+    tmp_path: Path, event_store_url: str, redis_url: str, redis_prefix: str, mongo_url: str
+) -> Settings:
+    """The whole API, document store included: GET /v1/tasks/{id} is the read side's route."""
+    return make_settings(tmp_path, event_store_url, redis_url, redis_prefix, mongo_url=mongo_url)
 
 
 def at(text: str) -> datetime:
