@@ -127,8 +127,10 @@ class ProjectionHost:
             running = self._running.get(key)
             if running is None and self._may_start(key):
                 running = self._start(key, live)
-            if running is not None:
+            if running is not None and running.runner.live != live:
                 running.runner.live = live
+                if live:
+                    await running.runner.report_parked()
         for name, alias in aliases.items():
             for retiring in alias.retiring:
                 if retiring.drop_after <= now and (name, retiring.generation) not in self._running:

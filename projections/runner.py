@@ -150,8 +150,12 @@ class ProjectionRunner:
             await self.projector.start()
             self._started = True
             if self.live:
-                count = await self.parked.count(self.name, self.generation)
-                metrics.PARKED.labels(self.name).set(count)
+                await self.report_parked()
+
+    async def report_parked(self) -> None:
+        """Set the parked-events gauge from the store (on start, and when becoming live)."""
+        count = await self.parked.count(self.name, self.generation)
+        metrics.PARKED.labels(self.name).set(count)
 
     async def catch_up(self) -> None:
         """Apply everything up to the head of every upstream (heads re-read until reached)."""
@@ -329,9 +333,7 @@ class ProjectionRunner:
             )
         )
         if self.live:
-            metrics.PARKED.labels(self.name).set(
-                await self.parked.count(self.name, self.generation)
-            )
+            await self.report_parked()
 
     async def _report(self, upstream: NotificationLog) -> None:
         track = self._tracks[upstream.name]

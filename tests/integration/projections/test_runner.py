@@ -7,6 +7,7 @@ import contextlib
 from typing import Any
 
 import pytest
+from prometheus_client import REGISTRY
 from pymongo.asynchronous.database import AsyncDatabase
 
 from domain.meta import SYSTEM
@@ -95,7 +96,10 @@ async def test_a_poison_event_is_parked_and_the_rest_flows(
     projection = TitlesProjection(mongo_db)
     parked = MongoParkedEvents(mongo_db)
     checkpoints = InMemoryCheckpointStore()
-    await _runner(projection, stores, checkpoints, parked, batch_size=100).catch_up()
+    applied_before = _sample("taskledger_projection_events_applied_total")
+    runner = _runner(projection, stores, checkpoints, parked, batch_size=100)
+    runner.live = True  # the live generation reports metrics
+    await runner.catch_up()
 
     [poison] = await parked.list("titles", 1)
     assert (poison.upstream, poison.topic) == ("Tasks", "domain.tasks:Task.Created")
@@ -103,7 +107,20 @@ async def test_a_poison_event_is_parked_and_the_rest_flows(
     # Its later edit still lands (an upsert); every other task is whole.
     titles = sorted(t["title"] for t in (await projection.snapshot(1))["tasks"])
     assert titles == sorted(f"task {i}!" for i in range(5))
-    assert await checkpoints.position("titles", 1, "Tasks") == stores.logs["Tasks"].head()
+    head = stores.logs["Tasks"].head()
+    assert await checkpoints.position("titles", 1, "Tasks") == head
+    assert _sample("taskledger_projection_parked_events") == 1
+    assert _sample("taskledger_projection_position", upstream="Tasks") == head
+    assert _sample("taskledger_projection_head", upstream="Tasks") == head
+    assert _sample("taskledger_projection_lag_events", upstream="Tasks") == 0
+    assert _sample("taskledger_projection_lag_seconds", upstream="Tasks") == 0
+    # Every handled event but the poison one: 1 registration, 5 x (created, edited), 2 deleted.
+    assert _sample("taskledger_projection_events_applied_total") - applied_before == 1 + 10 + 2 - 1
+
+
+def _sample(metric: str, **labels: str) -> float:
+    value = REGISTRY.get_sample_value(metric, {"projection": "titles", **labels})
+    return 0.0 if value is None else value
 
 
 class CrashOnFirstAdvance(InMemoryCheckpointStore):
