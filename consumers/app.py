@@ -50,12 +50,20 @@ def stream_entry(message: StreamMessage[Any]) -> StreamEntry:
     )
 
 
+def mailer_streams(stream_prefix: str) -> dict[str, str]:
+    """The streams the mailer reads, each with the kind of mail its messages become."""
+    return {
+        stream_prefix + PasswordResetRequested.__name__: RESET_KIND,
+        stream_prefix + UserRegistered.__name__: WELCOME_KIND,
+    }
+
+
 def mailer_router(delivery: MailDelivery, options: MailerOptions) -> RedisRouter:
     """Every subscriber of the mailer, ready for ``broker.include_router``."""
     group = delivery.ledger.keys.group
     reset_stream = options.stream_prefix + PasswordResetRequested.__name__
     welcome_stream = options.stream_prefix + UserRegistered.__name__
-    kinds = {reset_stream: RESET_KIND, welcome_stream: WELCOME_KIND}
+    kinds = mailer_streams(options.stream_prefix)
 
     class ParkMalformed(BaseMiddleware):
         """A message that does not match its schema would fail forever: park it at once."""

@@ -9,8 +9,7 @@ from dataclasses import dataclass
 from typing import Literal
 from uuid import UUID
 
-import structlog
-
+from consumers.event_context import bind_event_context
 from consumers.ledger import RedisDeliveryLedger, StreamEntry
 from consumers.letters import RESET_KIND, WELCOME_KIND, password_reset_letter, welcome_letter
 from consumers.mail import Mail, Mailer, PermanentFailure, TransientFailure
@@ -57,11 +56,10 @@ class MailDelivery:
         entry: StreamEntry,
         letter: Callable[[], Mail],
     ) -> Outcome:
-        with structlog.contextvars.bound_contextvars(
-            message_id=str(message.message_id),
-            correlation_id=message.correlation_id,
-            traceparent=message.traceparent,
-            mail_kind=kind,
+        # Logs (and, with OpenTelemetry, a span) join the HTTP request that caused the mail.
+        origin = {"correlation_id": message.correlation_id, "traceparent": message.traceparent}
+        with bind_event_context(
+            origin, f"send {kind} mail", message_id=str(message.message_id), mail_kind=kind
         ):
             return await self._attempt(kind, message.message_id, entry, letter)
 

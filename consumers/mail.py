@@ -17,7 +17,7 @@ class Mail:
     headers: dict[str, str] = field(default_factory=dict)
 
 
-class SendFailed(Exception):  # noqa: N818 - the two subclasses name the failure kinds
+class SendFailed(Exception):
     """The mail was not accepted."""
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import secrets
@@ -14,18 +15,20 @@ from faststream.specification import AsyncAPI
 from faststream.specification.base import Specification
 from redis.asyncio import Redis
 
-from consumers.app import MailerOptions, mailer_router
+from consumers.app import MailerOptions, mailer_router, mailer_streams
 from consumers.dead_letters import RedisDeadLetters
 from consumers.delivery import MailDelivery
 from consumers.ledger import MailerKeys, RedisDeliveryLedger
 from consumers.mail import InMemoryMailer, Mailer
 from consumers.retry import RetryPolicy
 from consumers.smtp import SmtpMailer
+from consumers.streams import RedisStreamKeeper
 from domain.reset_tokens import reset_key
 from ops.messaging import build_broker, integration_stream_prefix, redis_url
 from ops.settings import InvalidSetting, Settings
 
 LEASE_MARGIN = 5.0  # seconds a lease outlives the longest SMTP conversation
+TRIM_EVERY = 60.0  # seconds between trims of the acknowledged history of the mail streams
 
 
 def consumer_name() -> str:
@@ -61,12 +64,11 @@ class MailerProcess:
     consumer: str
 
     async def start(self) -> None:
-        """Run the subscribers in the current event loop (``app.run`` does this for a process)."""
-        await self.broker.start()
+        """Run it in the current event loop (``app.run`` does this, and waits, for a process)."""
+        await self.app.start()
 
     async def stop(self) -> None:
-        await self.broker.stop()
-        await self.redis.aclose()
+        await self.app.stop()
 
 
 def build_mailer(
@@ -89,11 +91,33 @@ def build_mailer(
         owner=name,
     )
     broker = _mailer_broker(settings, delivery)
+    keeper = RedisStreamKeeper(
+        redis, MailerKeys(settings.redis_prefix).group,
+        list(mailer_streams(integration_stream_prefix(settings))),
+    )
+    housekeeping: list[asyncio.Task[None]] = []
+
+    async def start_housekeeping() -> None:
+        housekeeping.append(asyncio.create_task(keeper.keep(TRIM_EVERY), name="mail-trim"))
+
+    async def stop_housekeeping() -> None:
+        for task in housekeeping:
+            task.cancel()
+        await asyncio.gather(*housekeeping, return_exceptions=True)
 
     async def close_ledger() -> None:
         await redis.aclose()
 
-    app = FastStream(broker, after_shutdown=[close_ledger], specification=asyncapi(broker))
+    app = FastStream(
+        broker,
+        logger=logging.getLogger("taskledger.faststream"),
+        # Groups first, at the streams' start: nothing published before any mailer ran is lost.
+        on_startup=[keeper.ensure_groups],
+        after_startup=[start_housekeeping],
+        on_shutdown=[stop_housekeeping],
+        after_shutdown=[close_ledger],
+        specification=asyncapi(broker),
+    )
     return MailerProcess(app=app, broker=broker, redis=redis, consumer=name)
 
 

@@ -47,6 +47,7 @@ class SinkHandler:
     defer: set[str] = field(default_factory=set)  # answered with 450 at RCPT (try later)
     received: list[Received] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
+    answering: int = 0  # mails whose data arrived and whose 250 is still held back by delay
 
     async def handle_RCPT(  # noqa: N802 - aiosmtpd's hook name
         self, server: Any, session: Any, envelope: Any, address: str, rcpt_options: list[str]
@@ -60,7 +61,11 @@ class SinkHandler:
 
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:  # noqa: N802
         if self.delay:
-            await asyncio.sleep(self.delay)
+            self.answering += 1
+            try:
+                await asyncio.sleep(self.delay)
+            finally:
+                self.answering -= 1
             if server.transport is None or server.transport.is_closing():
                 # The client went away before our 250: it never learnt the mail was accepted,
                 # so, like a server that checks its reply went out, we do not deliver it.
