@@ -39,18 +39,19 @@ class RedisStreamKeeper:
         for stream in self.streams:
             cut = await self._settled_before(stream)
             if cut is not None:
-                await self.redis.xtrim(stream, minid=cut, approximate=True)
+                await self.redis.xtrim(stream, minid=cut, approximate=False)
 
     async def _settled_before(self, stream: str) -> str | None:
         groups: list[dict[str, Any]] = await self.redis.xinfo_groups(stream)
         bounds: list[tuple[int, int]] = []
         for group in groups:
-            bound = _entry_id(group["last-delivered-id"])
+            millis, seq = _entry_id(group["last-delivered-id"])
+            bound = (millis, seq + 1)  # everything up to the last delivered entry, inclusive
             if group["pending"]:
                 pending = await self.redis.xpending(stream, group["name"])
                 bound = min(bound, _entry_id(pending["min"]))
             bounds.append(bound)
-        if not bounds or min(bounds) == (0, 0):
+        if not bounds or min(bounds) <= (0, 1):
             return None
         low = min(bounds)
         return f"{low[0]}-{low[1]}"

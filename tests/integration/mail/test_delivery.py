@@ -16,6 +16,7 @@ from redis.asyncio import Redis
 from commands.identity import Identity
 from consumers.dead_letters import DeadLetter
 from consumers.ledger import MailerKeys
+from consumers.streams import RedisStreamKeeper
 from domain.meta import meta
 from domain.reset_tokens import reset_key, verify_reset_token
 from ops.bootstrap import build_write_side, event_store_env
@@ -270,3 +271,30 @@ async def _republish_everything(settings: Settings) -> None:
     finally:
         await client.aclose()
         log.close()
+
+
+async def test_messages_published_before_any_mailer_ran_are_mailed_then_trimmed(
+    mail_settings: Settings, smtp_sink: SmtpSink, redis_url: str
+) -> None:
+    write = build_write_side(mail_settings)
+    client = Redis.from_url(redis_url)
+    stream = integration_stream_prefix(mail_settings) + "UserRegistered"
+    try:
+        for email in ("early1@example.com", "early2@example.com"):
+            _register(write.identity, email)
+        async with relaying(mail_settings):
+            for _ in range(600):
+                if await client.xlen(stream) == 2:
+                    break
+                await asyncio.sleep(0.05)
+        assert await client.xlen(stream) == 2  # on the broker before any mailer group exists
+        async with mailing(mail_settings):
+            await eventually(lambda: len(smtp_sink.received) == 2, what="the early mails")
+            keeper = RedisStreamKeeper(
+                client, MailerKeys(mail_settings.redis_prefix).group, [stream]
+            )
+            await keeper.trim()
+            assert await client.xlen(stream) == 0  # read and acknowledged: nothing left to keep
+    finally:
+        write.close()
+        await client.aclose()
