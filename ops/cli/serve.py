@@ -16,6 +16,7 @@ from ops.cli.environment import settings_or_exit
 from ops.logs import Level, configure_logging
 from ops.mailer import build_mailer
 from ops.metrics import serve_metrics
+from ops.observability import configure_tracing
 from ops.projections import run_projector
 from ops.settings import InvalidSetting, Settings
 
@@ -70,6 +71,7 @@ def projector(metrics_port: MetricsPort = None) -> None:
     """Every registered projection in one process; SIGTERM applies the batch in hand, then exits."""
     settings = settings_or_exit()
     configure_logging(settings.log_level, json_lines=settings.log_json)
+    configure_tracing(settings, "projector")
     if metrics_port is not None:
         serve_metrics(metrics_port)
     try:
@@ -92,6 +94,7 @@ def mailer(metrics_port: MetricsPort = None) -> None:
     """The mail consumer, one of the group; SIGTERM lets the mails in flight finish, then exits."""
     settings = settings_or_exit()
     configure_logging(settings.log_level, json_lines=settings.log_json)
+    configure_tracing(settings, "mailer")
     try:
         process = build_mailer(settings)
     except InvalidSetting as exc:
