@@ -60,6 +60,7 @@ class Supervisor:
             self.say(f"{stop} received, stopping")
             status = 0
         except (EngineFailedError, ChildExitedError) as failure:
+            self._stopping = True  # a signal now must not interrupt the stop below
             self.say(str(failure))
         finally:
             self._stopping = True
