@@ -23,6 +23,7 @@ import redis.exceptions
 from projections import metrics
 from projections.checkpoints import CheckpointStore
 from projections.envelope import Envelope, Projection, Projector
+from projections.event_context import bind_event_context
 from projections.log import LogSignal, NotificationLog, Undecodable
 from projections.parked import ParkedEvent, ParkedEvents
 
@@ -300,16 +301,17 @@ class ProjectionRunner:
                 metrics.APPLIED.labels(self.name).inc(len(envelopes))
                 return
             for envelope in envelopes:
-                try:
-                    await self.projector.apply([envelope])
-                except Exception as exc:
-                    if self._transient(exc):
-                        raise
-                    await self._park(
-                        upstream, envelope.position, envelope.topic, f"{type(exc).__name__}: {exc}"
-                    )
-                else:
-                    metrics.APPLIED.labels(self.name).inc()
+                # One event at a time: its lines (a parked event's above all) join its request.
+                with bind_event_context(envelope.meta, f"project {envelope.topic}"):
+                    try:
+                        await self.projector.apply([envelope])
+                    except Exception as exc:
+                        if self._transient(exc):
+                            raise
+                        error = f"{type(exc).__name__}: {exc}"
+                        await self._park(upstream, envelope.position, envelope.topic, error)
+                    else:
+                        metrics.APPLIED.labels(self.name).inc()
 
     async def _park(self, upstream: str, position: int, topic: str, error: str) -> None:
         log.error(
