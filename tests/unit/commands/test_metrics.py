@@ -38,12 +38,15 @@ def test_commands_and_events_are_counted_by_outcome_and_type() -> None:
     assert sample("taskledger_commands_total", command="update_task", outcome="ok") == (
         before_ok + 1
     )
-    assert sample(
-        "taskledger_commands_total", command="update_task", outcome="TaskNotFound"
-    ) == before_missing + 1
-    assert sample(
-        "taskledger_events_appended_total", application="Tasks", type="Task.Created"
-    ) == before_created + 1
-    assert sample(
-        "taskledger_events_appended_total", application="Tasks", type="Task.Edited"
-    ) == before_edited + 1
+    assert (
+        sample("taskledger_commands_total", command="update_task", outcome="TaskNotFound")
+        == before_missing + 1
+    )
+    assert (
+        sample("taskledger_events_appended_total", application="Tasks", type="Task.Created")
+        == before_created + 1
+    )
+    assert (
+        sample("taskledger_events_appended_total", application="Tasks", type="Task.Edited")
+        == before_edited + 1
+    )
