@@ -28,6 +28,8 @@ log = logging.getLogger("taskledger.http")
 _TRACEPARENT = re.compile(r"00-([0-9a-f]{32})-([0-9a-f]{16})-[0-9a-f]{2}")
 # Probes and scrapes arrive every few seconds; their lines would drown the requests people make.
 _QUIET_ROUTES = frozenset({"/health/live", "/health/ready", "/metrics"})
+# Any other method token a client invents is counted as OTHER, so it cannot mint series.
+_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 
 
 def new_traceparent() -> str:
@@ -84,11 +86,12 @@ class ObservabilityMiddleware:
         finally:
             elapsed = time.perf_counter() - started
             route = _route_template(scope)
-            key = (scope["method"], route, status)
+            method = scope["method"] if scope["method"] in _METHODS else "OTHER"
+            key = (method, route, status)
             latency = self._latency.get(key)
             if latency is None:
                 latency = self._latency[key] = HTTP_REQUEST_DURATION.labels(
-                    scope["method"], route, str(status)
+                    method, route, str(status)
                 )
             latency.observe(elapsed)
             level = logging.DEBUG if route in _QUIET_ROUTES else logging.INFO

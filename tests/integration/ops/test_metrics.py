@@ -108,6 +108,7 @@ def test_routes_are_labelled_by_template_never_by_raw_path(api: httpx.Client) ->
     task_id = str(uuid.uuid4())
     api.patch(f"/v1/tasks/{task_id}", json={"title": "x"})
     api.get(f"/no/such/{task_id}")
+    api.request("PROPFIND", f"/v1/tasks/{task_id}")
     text = api.get("/metrics").text
     assert task_id not in text
     routes = {
@@ -119,3 +120,11 @@ def test_routes_are_labelled_by_template_never_by_raw_path(api: httpx.Client) ->
     assert "/v1/tasks/{task_id}" in routes
     assert "unmatched" in routes
     assert all(route.startswith("/") or route == "unmatched" for route in routes)
+    methods = {
+        sample.labels["method"]
+        for family in text_string_to_metric_families(text)
+        if family.name == "taskledger_http_request_duration_seconds"
+        for sample in family.samples
+    }
+    assert "OTHER" in methods
+    assert "PROPFIND" not in methods
