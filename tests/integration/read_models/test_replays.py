@@ -138,11 +138,15 @@ async def chaotic_pass(
             await p.apply(envelopes[old : old + 3])
 
 
+def text(value: bytes | str) -> str:
+    return value if isinstance(value, str) else value.decode()
+
+
 async def redis_dump(redis: Redis, ns: str) -> dict[str, Any]:
     dump: dict[str, Any] = {}
     async for key in redis.scan_iter(match=ns + "*", count=1000):
-        name = key.decode()[len(ns) :]
-        kind = (await redis.type(key)).decode()
+        name = text(key)[len(ns) :]
+        kind = text(await redis.type(key))
         if kind == "hash":
             dump[name] = {k: v for k, v in (await redis.hgetall(key)).items() if v != b"0"}
         elif kind == "zset":
