@@ -23,6 +23,7 @@ from faststream.redis import RedisRouter, StreamSub
 from faststream.redis.annotations import RedisStreamMessage
 from pydantic import ValidationError
 
+from consumers import metrics
 from consumers.delivery import MailDelivery
 from consumers.ledger import StreamEntry
 from consumers.letters import RESET_KIND, WELCOME_KIND
@@ -64,6 +65,7 @@ def mailer_router(delivery: MailDelivery, options: MailerOptions) -> RedisRouter
     reset_stream = options.stream_prefix + PasswordResetRequested.__name__
     welcome_stream = options.stream_prefix + UserRegistered.__name__
     kinds = mailer_streams(options.stream_prefix)
+    metrics.announce(list(kinds.values()))
 
     class ParkMalformed(BaseMiddleware):
         """A message that does not match its schema would fail forever: park it at once."""

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from ops.engines import Daemon, embedded_redis, free_port, mongo_url_for, secantus
+from ops.engines import Daemon, embedded_redis, free_port, mongo_url_for, port_open, secantus
 from ops.settings import Settings
 
 LOOPBACK = "127.0.0.1"
@@ -165,6 +165,43 @@ def _api(plan: Plan, env: Env) -> Daemon:
     )
 
 
+def _smtp_sink(plan: Plan, env: Env) -> Daemon:
+    port = plan.ports.port("smtp")
+    return Daemon(
+        name="smtp-sink",
+        argv=[
+            sys.executable,
+            "-m",
+            "ops.smtp_sink",
+            "--host",
+            LOOPBACK,
+            "--port",
+            str(port),
+            "--dir",
+            str(plan.data_dir / "mail"),
+        ],
+        ready=lambda: port_open(LOOPBACK, port),
+        log_path=plan.logs / "smtp-sink.log",
+        env=dict(env),
+    )
+
+
+def _worker(name: str) -> Callable[[Plan, Env], Daemon]:
+    """``taskledger serve NAME``, ready once its /metrics answers."""
+
+    def daemon(plan: Plan, env: Env) -> Daemon:
+        port = plan.ports.port(f"{name}-metrics")
+        return taskledger(
+            plan,
+            env,
+            name,
+            ["serve", name, "--metrics-port", str(port)],
+            http_ok(f"http://{LOOPBACK}:{port}/metrics"),
+        )
+
+    return daemon
+
+
 CHILDREN: list[ChildSpec] = [
     ChildSpec(
         "redis",
@@ -184,7 +221,18 @@ CHILDREN: list[ChildSpec] = [
         },
         wanted=lambda settings: settings.mongo_url is None,
     ),
+    ChildSpec(
+        "smtp-sink",
+        _smtp_sink,
+        exports=lambda plan: {
+            "TASKLEDGER_SMTP_URL": f"smtp://{LOOPBACK}:{plan.ports.port('smtp')}"
+        },
+        wanted=lambda settings: settings.smtp_url is None,
+    ),
     ChildSpec("api", _api),
+    # The projections, the mail relay among them: events to read models and to the broker.
+    ChildSpec("projector", _worker("projector")),
+    ChildSpec("mailer", _worker("mailer")),
 ]
 
 
