@@ -50,8 +50,12 @@ class AuditLogs:
         self.close()
 
 
-def open_audit_logs(settings: Settings, names: Iterable[str] = tuple(APPLICATIONS)) -> AuditLogs:
-    env = event_store_env(settings)
+def open_audit_logs(
+    settings: Settings, names: Iterable[str] = tuple(APPLICATIONS), *, pool_size: int = 1
+) -> AuditLogs:
+    """Readers hold few connections: the library opens a PostgreSQL pool's ``pool_size``
+    connections up front, and audit reads are rare; bursts borrow the configured overflow."""
+    env = {**event_store_env(settings), "POSTGRES_POOL_SIZE": str(pool_size)}
     audit = AuditLogs()
     try:
         for name in names:

@@ -24,7 +24,10 @@ def settings(
     tmp_path: Path, event_store_url: str, redis_url: str, redis_prefix: str, mongo_url: str
 ) -> Settings:
     """The whole API, document store included: GET /v1/tasks/{id} is the read side's route."""
-    return make_settings(tmp_path, event_store_url, redis_url, redis_prefix, mongo_url=mongo_url)
+    return make_settings(
+        tmp_path, event_store_url, redis_url, redis_prefix, mongo_url=mongo_url,
+        postgres_pool_size=2,
+    )  # fmt: skip
 
 
 def at(text: str) -> datetime:
