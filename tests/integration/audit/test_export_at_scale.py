@@ -57,7 +57,7 @@ def export(settings: Settings, out: Path) -> int:
     env["PYTHONPATH"] = str(REPO)
     with out.open("wb") as stdout, (out.parent / "stderr.txt").open("wb") as stderr:
         process = subprocess.Popen(
-            [sys.executable, "-c", "from ops.cli import main; main()", "events", "export"],
+            [sys.executable, "-m", "ops", "events", "export"],
             stdout=stdout, stderr=stderr, env=env, cwd=REPO,
         )  # fmt: skip
         _, status, usage = os.wait4(process.pid, 0)
