@@ -58,7 +58,13 @@ class InMemoryCheckpointStore:
 
 
 class MongoCheckpointStore:
-    """One document per (projection, generation, upstream) in ``projection_checkpoints``."""
+    """One document per (projection, generation, upstream) in ``projection_checkpoints``.
+
+    ``{_id: "<projection>:<generation>:<upstream>", position, projection, generation, upstream,
+    updated_at}``: the query side reads these documents directly (in its own sessions), so the
+    ``_id`` spelling and ``position`` are a contract. The position is written after the
+    projector's writes have returned, so a reader that sees it sees them.
+    """
 
     def __init__(self, db: AsyncDatabase[dict[str, Any]]) -> None:
         self._collection: AsyncCollection[dict[str, Any]] = db[CHECKPOINTS]
