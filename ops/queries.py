@@ -13,6 +13,8 @@ from typing import Any
 
 from pymongo import AsyncMongoClient
 from redis.asyncio import Redis
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
 
 from ops.settings import Settings
 from projections.aliases import LiveGenerations, MongoAliasRegistry
@@ -39,8 +41,12 @@ class QuerySide:
 
 def read_redis(settings: Settings) -> Redis:
     assert settings.redis_url is not None
+    # No retries either: a read that cannot reach Redis goes to MongoDB at once.
     return Redis.from_url(
-        settings.redis_url, socket_timeout=REDIS_TIMEOUT, socket_connect_timeout=REDIS_TIMEOUT
+        settings.redis_url,
+        socket_timeout=REDIS_TIMEOUT,
+        socket_connect_timeout=REDIS_TIMEOUT,
+        retry=Retry(NoBackoff(), 0),
     )
 
 

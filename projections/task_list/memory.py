@@ -13,6 +13,7 @@ from projections.task_list.changes import TaskChange
 from projections.task_list.model import (
     STATUSES,
     After,
+    CacheToken,
     TaskCounts,
     TaskPage,
     TaskQuery,
@@ -134,3 +135,45 @@ class InMemoryTaskReadModel:
     @asynccontextmanager
     async def reading(self) -> AsyncIterator[InMemoryTaskReader]:
         yield InMemoryTaskReader(self.tasks, self.checkpoints)
+
+
+class InMemoryPageCache:
+    """Both sides of the page cache: the projector's invalidation and the readers' pages."""
+
+    def __init__(self) -> None:
+        self.versions: dict[tuple[int, UUID], int] = {}
+        self.epochs: dict[int, int] = {}
+        self.pages: dict[tuple[CacheToken, UUID, str], bytes] = {}
+
+    def invalidator(self, generation: int) -> InMemoryCacheInvalidator:
+        return InMemoryCacheInvalidator(self, generation)
+
+    async def token(self, generation: int, owner_id: UUID) -> CacheToken | None:
+        return CacheToken(
+            generation, self.epochs.get(generation, 0), self.versions.get((generation, owner_id), 0)
+        )
+
+    async def get(self, token: CacheToken, owner_id: UUID, query: str) -> bytes | None:
+        return self.pages.get((token, owner_id, query))
+
+    async def put(self, token: CacheToken, owner_id: UUID, query: str, page: bytes) -> None:
+        self.pages[(token, owner_id, query)] = page
+
+
+class InMemoryCacheInvalidator:
+    def __init__(self, cache: InMemoryPageCache, generation: int) -> None:
+        self._cache = cache
+        self._generation = generation
+
+    async def start(self) -> None:
+        epochs = self._cache.epochs
+        epochs[self._generation] = epochs.get(self._generation, 0) + 1
+
+    async def invalidate(self, owners: Mapping[UUID, int]) -> None:
+        for owner, position in owners.items():
+            key = (self._generation, owner)
+            self._cache.versions[key] = max(self._cache.versions.get(key, 0), position)
+
+    async def drop(self) -> None:
+        for key in [k for k in self._cache.versions if k[0] == self._generation]:
+            del self._cache.versions[key]

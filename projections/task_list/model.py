@@ -170,3 +170,12 @@ def row_document(row: TaskRow) -> dict[str, Any]:
         "version": row.version,
         "deleted": False,
     }
+
+
+@dataclass(frozen=True, slots=True)
+class CacheToken:
+    """What a reader saw before reading MongoDB: the epoch and the user's version."""
+
+    generation: int
+    epoch: int
+    version: int

@@ -39,6 +39,8 @@ class TaskTable(Protocol):
 
 
 class CacheInvalidator(Protocol):
+    async def start(self) -> None: ...
+
     async def invalidate(self, owners: Mapping[UUID, int]) -> None:
         """Users whose tasks changed, with the log position of their last change."""
         ...
@@ -47,6 +49,9 @@ class CacheInvalidator(Protocol):
 
 
 class NoCache:
+    async def start(self) -> None:
+        return None
+
     async def invalidate(self, owners: Mapping[UUID, int]) -> None:
         return None
 
@@ -67,6 +72,7 @@ class TaskListProjector:
 
     async def start(self) -> None:
         await self.table.prepare()
+        await self.cache.start()
 
     async def apply(self, batch: Sequence[Envelope]) -> None:
         """Rows first, then the cache: a page is never filed under a version its rows lack."""

@@ -14,16 +14,17 @@ read (see queries/tasks), so a page can never be filed under a version newer tha
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass
 from uuid import UUID
 
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from projections.envelope import redis_namespace
+from projections.task_list.model import CacheToken
 
 log = logging.getLogger(__name__)
 
@@ -48,44 +49,59 @@ def namespace(prefix: str, generation: int) -> str:
 class RedisCacheInvalidator:
     """The projector's side: raise the versions of the users whose tasks a batch changed."""
 
-    def __init__(self, redis: Redis, prefix: str, generation: int) -> None:
+    def __init__(
+        self,
+        redis: Redis,
+        prefix: str,
+        generation: int,
+        *,
+        timeout: float = 0.5,
+        pause: float = 1.0,
+    ) -> None:
         self._redis = redis
+        self._timeout = timeout
+        self._pause = pause
+        self._skip_until = 0.0
         self._ns = namespace(prefix, generation)
         self._raise_to = redis.register_script(RAISE_TO)
         # A lost version raise is made good by an epoch raise at the next chance.
-        self._epoch_owed = True  # a fresh projector may follow one that died owing it
+        self._epoch_owed = False
+
+    async def start(self) -> None:
+        """A projector that died owing an epoch raise cannot say so: every start pays it."""
+        self._epoch_owed = True
+        await self.invalidate({})
 
     async def invalidate(self, owners: Mapping[UUID, int]) -> None:
-        """Never fails the batch: the rows are written, and the cache is only an accelerator."""
-        try:
-            if self._epoch_owed:
-                await self._redis.incr(self._ns + "epoch")
-                self._epoch_owed = False
-            if not owners:
-                return
-            async with self._redis.pipeline(transaction=False) as pipe:
-                for owner, position in owners.items():
-                    await self._raise_to(
-                        keys=[f"{self._ns}user:{owner}:version"], args=[position], client=pipe
-                    )
-                await pipe.execute()
-        except RedisError as exc:
+        """Never fails the batch and never holds it long: the rows are written, the cache is
+        only an accelerator. After a failure Redis is left alone for ``pause`` seconds."""
+        if time.monotonic() < self._skip_until:
             self._epoch_owed = True
-            log.warning("task list cache: could not invalidate %d users: %s", len(owners), exc)
+            return
+        try:
+            await asyncio.wait_for(self._raise(owners), self._timeout)
+        except (RedisError, TimeoutError) as exc:
+            self._epoch_owed = True
+            self._skip_until = time.monotonic() + self._pause
+            log.warning("task list cache: could not invalidate %d users: %r", len(owners), exc)
+
+    async def _raise(self, owners: Mapping[UUID, int]) -> None:
+        if self._epoch_owed:
+            await self._redis.incr(self._ns + "epoch")
+            self._epoch_owed = False
+        if not owners:
+            return
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for owner, position in owners.items():
+                await self._raise_to(
+                    keys=[f"{self._ns}user:{owner}:version"], args=[position], client=pipe
+                )
+            await pipe.execute()
 
     async def drop(self) -> None:
         keys = [k async for k in self._redis.scan_iter(match=self._ns + "*", count=1000)]
         for start in range(0, len(keys), 1000):
             await self._redis.delete(*keys[start : start + 1000])
-
-
-@dataclass(frozen=True, slots=True)
-class CacheToken:
-    """What a reader saw before reading MongoDB: the epoch and the user's version."""
-
-    generation: int
-    epoch: int
-    version: int
 
 
 class RedisPageCache:

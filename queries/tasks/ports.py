@@ -11,8 +11,7 @@ from datetime import datetime
 from typing import Protocol
 from uuid import UUID
 
-from projections.task_list.model import TaskCounts, TaskPage, TaskQuery, TaskRow
-from projections.task_list.redis import CacheToken
+from projections.task_list.model import CacheToken, TaskCounts, TaskPage, TaskQuery, TaskRow
 
 
 class TaskReader(Protocol):
