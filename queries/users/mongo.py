@@ -1,7 +1,8 @@
 """UserDirectory over the ``users`` projection in MongoDB, read-your-writes included.
 
-A profile the projection does not hold yet (a registration it has not reached within the wait)
-is asked of ``fallback``, the event store, so a valid token never meets a 404 for its own user.
+A profile the projection does not hold yet (a registration it has not reached within the wait),
+or any profile while MongoDB does not answer, is asked of ``fallback``, the event store, so a
+valid token never meets a 404 (or a 503) for its own user.
 """
 
 from __future__ import annotations
@@ -51,7 +52,10 @@ class MongoUserDirectory:
                 )
                 row = await find_user(self._db, generation, user_id, session)
         except PyMongoError as exc:
-            raise Unavailable("document store") from exc
+            if self._fallback is None:
+                raise Unavailable("document store") from exc
+            # The event store knows every user; a profile is worth more than a 503.
+            return await self._fallback.profile(user_id)
         if row is None:
             return None if self._fallback is None else await self._fallback.profile(user_id)
         return UserProfile(row.id, row.email, row.display_name, row.created_at)
