@@ -24,7 +24,7 @@ def test_list_parameters_are_validated(read_api: httpx.Client) -> None:
             }
         ).encode()
     ).decode()
-    bad = [
+    bad: list[dict[str, str | int]] = [
         {"sort": "title"},
         {"sort": "--created_at"},
         {"limit": 0},
