@@ -1,8 +1,9 @@
 """The process tree of ``taskledger up``: embedded engines first, then our own processes.
 
-``CHILDREN`` is the whole tree, in start order (stopped in reverse). Each entry says how to
-start its process and which settings it gives the others (the URL of an engine). A new
-process (the projector, the mailer, the SMTP sink) is one more entry here.
+``CHILDREN`` is the whole tree in start order (stopped in reverse), in two stages: the
+engines start together, then, once they answer, our own processes together. Each entry says
+how to start its process and which settings it gives the others (the URL of an engine). A
+new process is one more entry here.
 
 Every child's data lives under the data dir, so a second ``up`` resumes with everything.
 Ports of the engines are remembered in ``<data dir>/ports.json`` and reused while free, so the
@@ -27,6 +28,8 @@ from ops.settings import Settings
 
 LOOPBACK = "127.0.0.1"
 MONGO_DATABASE = "taskledger"
+# Start stages: the engines first, then our own processes, which connect to them.
+ENGINES, PROCESSES = 0, 1
 
 Env = Mapping[str, str]
 
@@ -111,6 +114,8 @@ class ChildSpec:
     exports: Callable[[Plan], Env] = lambda plan: {}
     # Whether it runs at all: an engine whose URL is configured is not started.
     wanted: Callable[[Settings], bool] = lambda settings: True
+    # Children of one stage start together; a stage starts once the one before it is ready.
+    stage: int = PROCESSES
 
 
 def http_ok(url: str) -> Callable[[], bool]:
@@ -210,6 +215,7 @@ CHILDREN: list[ChildSpec] = [
             "TASKLEDGER_REDIS_URL": f"redis://{LOOPBACK}:{plan.ports.port('redis')}/0"
         },
         wanted=lambda settings: settings.redis_url is None,
+        stage=ENGINES,
     ),
     ChildSpec(
         "secantusdb",
@@ -220,6 +226,7 @@ CHILDREN: list[ChildSpec] = [
             )
         },
         wanted=lambda settings: settings.mongo_url is None,
+        stage=ENGINES,
     ),
     ChildSpec(
         "smtp-sink",
@@ -228,6 +235,7 @@ CHILDREN: list[ChildSpec] = [
             "TASKLEDGER_SMTP_URL": f"smtp://{LOOPBACK}:{plan.ports.port('smtp')}"
         },
         wanted=lambda settings: settings.smtp_url is None,
+        stage=ENGINES,
     ),
     ChildSpec("api", _api),
     # The projections, the mail relay among them: events to read models and to the broker.
@@ -249,9 +257,13 @@ def exported(plan: Plan, specs: Sequence[ChildSpec]) -> dict[str, str]:
     return env
 
 
-def build_children(plan: Plan, specs: Sequence[ChildSpec]) -> list[Daemon]:
+def build_children(plan: Plan, specs: Sequence[ChildSpec]) -> list[list[Daemon]]:
+    """The processes to run, grouped in start stages, in order."""
     env = {**os.environ, **exported(plan, specs)}
-    return [spec.daemon(plan, env) for spec in specs]
+    stages: dict[int, list[Daemon]] = {}
+    for spec in specs:
+        stages.setdefault(spec.stage, []).append(spec.daemon(plan, env))
+    return [stages[stage] for stage in sorted(stages)]
 
 
 def write_env_file(plan: Plan, specs: Sequence[ChildSpec]) -> Path:

@@ -68,9 +68,16 @@ class Daemon:
     log_path: Path
     env: dict[str, str] | None = None
     process: subprocess.Popen[bytes] | None = field(default=None, init=False)
+    _terminated: bool = field(default=False, init=False)
 
     def start(self, timeout: float = 60.0) -> None:
+        self.spawn()
+        self.wait_ready(timeout)
+
+    def spawn(self) -> None:
+        """Start the process without waiting for it, so that siblings can start alongside."""
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
+        self._terminated = False
         with self.log_path.open("ab") as log:
             self.process = subprocess.Popen(
                 list(self.argv),
@@ -84,6 +91,9 @@ class Daemon:
                 # then stops the children in order (the API before the engines it uses).
                 process_group=0,
             )
+
+    def wait_ready(self, timeout: float = 60.0) -> None:
+        assert self.process is not None, "spawn() first"
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
@@ -99,16 +109,25 @@ class Daemon:
     def alive(self) -> bool:
         return self.process is not None and self.process.poll() is None
 
+    def terminate(self) -> None:
+        """Ask it to stop (SIGTERM, once: some servers take a second signal as "now")."""
+        if self.alive() and not self._terminated:
+            assert self.process is not None
+            self.process.send_signal(signal.SIGTERM)
+            self._terminated = True
+
     def stop(self, timeout: float = 15.0) -> None:
-        process, self.process = self.process, None
-        if process is None or process.poll() is not None:
+        """SIGTERM, then SIGKILL if it has not exited within ``timeout`` seconds."""
+        process = self.process
+        if process is None:
             return
-        process.send_signal(signal.SIGTERM)
+        self.terminate()
         try:
             process.wait(timeout)
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
+        self.process = None
 
 
 def secantus(storage: Path, port: int, host: str = "127.0.0.1", *, log_dir: Path) -> Daemon:

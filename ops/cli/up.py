@@ -68,7 +68,7 @@ def _run(plan: Plan) -> int:
     # Made once here, before any child could race to create it.
     plan.settings.secret()
     specs = running(plan)
-    children = build_children(plan, specs)
+    stages = build_children(plan, specs)
     write_env_file(plan, specs)
     _say(f"data in {plan.data_dir}, logs in {plan.logs}")
 
@@ -76,6 +76,6 @@ def _run(plan: Plan) -> int:
         typer.echo(f"taskledger is up at {plan.url}  (docs: /docs)")
 
     try:
-        return Supervisor(children, say=_say).run(on_ready=announce)
+        return Supervisor(stages, say=_say).run(on_ready=announce)
     finally:
         remove_env_file(plan)

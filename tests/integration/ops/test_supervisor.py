@@ -31,7 +31,8 @@ def test_sigterm_stops_children_in_reverse_order_and_exits_0(tmp_path: Path) -> 
         # The signal arrives as a terminal's or an orchestrator's would: to this process.
         threading.Timer(0.2, os.kill, (os.getpid(), signal.SIGTERM)).start()
 
-    status = Supervisor(children, say=said.append, poll_interval=0.05).run(on_ready=ready)
+    stages = [[child] for child in children]
+    status = Supervisor(stages, say=said.append, poll_interval=0.05).run(on_ready=ready)
 
     assert status == 0
     stops = [line for line in said if line.endswith(" stopped")]
@@ -54,7 +55,7 @@ def test_a_child_that_dies_stops_the_others_and_is_named(tmp_path: Path) -> None
         assert api is not None
         api.kill()
 
-    status = Supervisor(children, say=said.append, poll_interval=0.05).run(on_ready=ready)
+    status = Supervisor([children], say=said.append, poll_interval=0.05).run(on_ready=ready)
 
     assert status == 1
     assert "api was killed by SIGKILL unexpectedly" in "\n".join(said)
