@@ -12,6 +12,7 @@ from uuid import UUID
 
 from domain.errors import TaskNotFound
 from projections.task_list.model import TaskCounts, TaskPage, TaskQuery, TaskRow
+from queries.metrics import CACHE_REQUESTS
 from queries.tasks.ports import (
     Checkpoints,
     Generations,
@@ -81,7 +82,9 @@ class TaskQueries:
             if token is not None:
                 cached = await self.cache.get(token, user, key)
                 if cached is not None:
+                    CACHE_REQUESTS.labels("task_pages", "hit").inc()
                     return cached
+            CACHE_REQUESTS.labels("task_pages", "miss").inc()
             body = render(await reader.page(user, query))
             if token is not None and token.version <= seen:
                 await self.cache.put(token, user, key, body)
@@ -102,7 +105,9 @@ class TaskQueries:
             if reached >= own:
                 counts = await self.stats.counts(generation, user, now)
                 if counts is not None:
+                    CACHE_REQUESTS.labels("task_stats", "hit").inc()
                     return counts
+            CACHE_REQUESTS.labels("task_stats", "miss").inc()
             await wait_until(lambda: reader.checkpoint(UPSTREAM), own, self.timeout)
             return await reader.counts(user, now)
 
