@@ -9,8 +9,11 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass
-from email.message import EmailMessage
-from email.utils import formatdate
+from email.header import Header
+from email.mime.multipart import MIMEMultipart
+from email.mime.text import MIMEText
+from email.policy import compat32
+from email.utils import formataddr, formatdate, parseaddr
 from urllib.parse import parse_qs, unquote, urlsplit
 
 import aiosmtplib
@@ -18,6 +21,7 @@ import aiosmtplib
 from consumers.mail import Mail, PermanentFailure, TransientFailure, malformed
 
 _TRUE = {"1", "true", "yes", "on"}
+_WIRE = compat32.clone(linesep="\r\n")
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,11 +51,14 @@ class SmtpMailer:
         )
 
     async def send(self, mail: Mail, sender: str) -> None:
-        message = self._message(mail, sender)
+        envelope_from = parseaddr(sender)[1]
+        data = self._message(mail, sender)
         try:
             async with asyncio.timeout(self.timeout):
                 await aiosmtplib.send(
-                    message,
+                    data,
+                    sender=envelope_from,
+                    recipients=[mail.to],
                     hostname=self.hostname,
                     port=self.port,
                     username=self.username,
@@ -68,23 +75,39 @@ class SmtpMailer:
             raise TransientFailure(f"{type(failure).__name__}: {failure}") from None
 
     @staticmethod
-    def _message(mail: Mail, sender: str) -> EmailMessage:
+    def _message(mail: Mail, sender: str) -> bytes:
+        """The mail as sent: text and HTML alternatives, flattened once, CRLF line ends.
+
+        Built with the compat32 MIME classes: several times cheaper than ``EmailMessage``'s
+        header registry, which dominated the mailer's CPU time.
+        """
         if malformed(mail.to):
             raise PermanentFailure(f"malformed address {mail.to!r}")
-        message = EmailMessage()
-        try:
-            message["From"] = sender
-            message["To"] = mail.to
-            message["Subject"] = mail.subject
-            message["Date"] = formatdate(localtime=False)
-            message["Message-ID"] = mail.message_id
-            for name, value in mail.headers.items():
-                message[name] = value
-        except (ValueError, TypeError) as bad:
-            raise PermanentFailure(f"unusable header: {bad}") from None
-        message.set_content(mail.text)
-        message.add_alternative(mail.html, subtype="html")
-        return message
+        headers = {
+            "From": _address(sender),
+            "To": mail.to,
+            "Subject": str(Header(mail.subject, "utf-8"))
+            if not mail.subject.isascii()
+            else mail.subject,
+            "Date": formatdate(localtime=False),
+            "Message-ID": mail.message_id,
+            **mail.headers,
+        }
+        if any("\r" in value or "\n" in value for value in headers.values()):
+            raise PermanentFailure("unusable header: a line break in a header value")
+        message = MIMEMultipart("alternative")
+        for name, value in headers.items():
+            message[name] = value
+        message.attach(MIMEText(mail.text, "plain", "utf-8"))
+        message.attach(MIMEText(mail.html, "html", "utf-8"))
+        return message.as_bytes(policy=_WIRE)
+
+
+def _address(value: str) -> str:
+    name, address = parseaddr(value)
+    if not address or malformed(address):
+        raise PermanentFailure(f"malformed sender {value!r}")
+    return formataddr((name, address), charset="utf-8")
 
 
 def _by_code(code: int, detail: str) -> TransientFailure | PermanentFailure:

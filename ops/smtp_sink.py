@@ -123,8 +123,10 @@ def main() -> None:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--dir", type=Path, required=True)
+    parser.add_argument("--delay", type=float, default=0.0, help="seconds before each 250")
     args = parser.parse_args()
     sink = SmtpSink(args.port, args.host, args.dir)
+    sink.handler.delay = args.delay
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
