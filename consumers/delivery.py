@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
+import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
@@ -87,7 +88,9 @@ class MailDelivery:
             return "dead_lettered"
         except Exception as failure:  # any other failure is worth a retry, within the limit
             if not isinstance(failure, TransientFailure):
-                log.exception("unexpected failure while mailing")
+                # A traceback without frame locals: a local may hold the mail, token and all.
+                trace = "".join(traceback.format_exception(failure))
+                log.error("unexpected failure while mailing:\n%s", trace)
             return await self._retry_later(kind, message_id, entry, attempt, failure)
         finally:
             MAIL_SEND_SECONDS.observe(time.perf_counter() - started)

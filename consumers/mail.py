@@ -10,8 +10,9 @@ from typing import Protocol
 class Mail:
     to: str
     subject: str
-    text: str
-    html: str
+    # Kept out of repr (and so out of any log): the reset mail's body holds the token.
+    text: str = field(repr=False)
+    html: str = field(repr=False)
     # A stable Message-ID per integration message lets the receiving side de-duplicate too.
     message_id: str
     headers: dict[str, str] = field(default_factory=dict)

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import re
 from collections import Counter
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import pytest
 from prometheus_client import REGISTRY
 from redis.asyncio import Redis
 
@@ -298,3 +300,33 @@ async def test_messages_published_before_any_mailer_ran_are_mailed_then_trimmed(
     finally:
         write.close()
         await client.aclose()
+
+
+async def test_the_token_is_never_logged_even_when_sending_fails(
+    mail_settings: Settings, smtp_sink: SmtpSink, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    smtp_sink.stop()
+    write = build_write_side(mail_settings)
+    try:
+        _register(write.identity, "quiet@example.com")
+        write.identity.request_password_reset(
+            "quiet@example.com", ttl=timedelta(minutes=30), meta=meta(None, "req-q")
+        )
+        async with relaying(mail_settings), mailing(mail_settings):
+            await eventually(
+                lambda: "retrying" in caplog.text, what="a failed attempt to be logged"
+            )
+            smtp_sink.start()
+            await eventually(lambda: len(smtp_sink.received) == 2, what="both mails")
+    finally:
+        write.close()
+    [reset] = [m for m in smtp_sink.received if "Reset" in str(m.message()["Subject"])]
+    body = reset.message().get_body(("plain",))
+    assert body is not None
+    found = TOKEN_LINK.search(body.get_content())
+    assert found is not None
+    logged = caplog.text + "".join(repr(r.__dict__) for r in caplog.records)
+    assert "mail sent" in logged
+    assert found.group(1) not in logged
+    assert found.group(1).split(".")[1] not in logged  # not even the signature half
