@@ -92,7 +92,8 @@ def build_mailer(
     )
     broker = _mailer_broker(settings, delivery)
     keeper = RedisStreamKeeper(
-        redis, MailerKeys(settings.redis_prefix).group,
+        redis,
+        MailerKeys(settings.redis_prefix).group,
         list(mailer_streams(integration_stream_prefix(settings))),
     )
     housekeeping: list[asyncio.Task[None]] = []
