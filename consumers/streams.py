@@ -25,6 +25,9 @@ class RedisStreamKeeper:
     redis: Redis
     group: str
     streams: Sequence[str]
+    # Every mailer process joins under a name of its own; one idle this long with nothing
+    # pending is gone (restarted, scaled down) and is dropped from the group.
+    forget_after_ms: int = 3_600_000
 
     async def ensure_groups(self) -> None:
         for stream in self.streams:
@@ -35,11 +38,18 @@ class RedisStreamKeeper:
                     raise
 
     async def trim(self) -> None:
-        """Drop the entries that every group of each stream has read and acknowledged."""
+        """Drop the entries every group has settled, and the mailers long gone."""
         for stream in self.streams:
             cut = await self._settled_before(stream)
             if cut is not None:
                 await self.redis.xtrim(stream, minid=cut, approximate=False)
+            await self._forget_departed(stream)
+
+    async def _forget_departed(self, stream: str) -> None:
+        consumers: list[dict[str, Any]] = await self.redis.xinfo_consumers(stream, self.group)
+        for consumer in consumers:
+            if not consumer["pending"] and consumer["idle"] >= self.forget_after_ms:
+                await self.redis.xgroup_delconsumer(stream, self.group, consumer["name"])
 
     async def _settled_before(self, stream: str) -> str | None:
         groups: list[dict[str, Any]] = await self.redis.xinfo_groups(stream)

@@ -48,3 +48,22 @@ async def test_trimming_keeps_what_any_group_has_not_settled(
     entries: Any = await redis.xrange(stream)
     remaining = [entry[0] for entry in entries]
     assert remaining == ids[1:]  # from the oldest pending on; ids[3] is still unread by one
+
+
+async def test_mailers_long_gone_with_nothing_pending_leave_the_group(
+    redis: Redis, redis_prefix: str
+) -> None:
+    stream, group = redis_prefix + "s", redis_prefix + "g"
+    keeper = RedisStreamKeeper(redis, group, [stream], forget_after_ms=0)
+    await keeper.ensure_groups()
+    await redis.xadd(stream, {"n": "1"})
+    await redis.xreadgroup(group, "gone", {stream: ">"})
+    await redis.xreadgroup(group, "holding", {stream: "0"})  # joins, holds nothing
+    entries: Any = await redis.xreadgroup(group, "busy", {stream: ">"})
+    assert entries == []  # "gone" holds the only entry
+    pending: Any = await redis.xpending_range(stream, group, "-", "+", 10)
+    await redis.xclaim(stream, group, "busy", 0, [pending[0]["message_id"]])
+
+    await keeper.trim()
+    consumers: Any = await redis.xinfo_consumers(stream, group)
+    assert [c["name"] for c in consumers] == [b"busy"]  # the one with a pending entry stays
