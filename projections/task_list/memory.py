@@ -132,6 +132,9 @@ class InMemoryTaskReadModel:
         self.tasks = tasks or InMemoryTaskCollection()
         self.checkpoints: dict[str, int] = {}
 
+    async def generation(self) -> int:
+        return self.tasks.generation
+
     @asynccontextmanager
     async def reading(self) -> AsyncIterator[InMemoryTaskReader]:
         yield InMemoryTaskReader(self.tasks, self.checkpoints)

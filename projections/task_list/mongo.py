@@ -25,6 +25,7 @@ from projections.consistent_reads import CODECS, checkpoints_for_reads, read_che
 from projections.envelope import collection_name
 from projections.task_list.changes import TaskChange
 from projections.task_list.model import (
+    NO_DUE_DATE,
     SORT_FIELDS,
     STATUSES,
     After,
@@ -44,26 +45,15 @@ def tasks_collection(generation: int) -> str:
 
 
 def _indexes() -> list[tuple[str, list[tuple[str, int]]]]:
-    """Owner first (every query names one), then status when filtered, the sort key, then _id
-    as the tiebreaker that keeps keyset pages stable."""
-    indexes: list[tuple[str, list[tuple[str, int]]]] = []
-    for field in SORT_FIELDS.values():
-        indexes.append(
-            (f"owner_{field}", [("owner_id", ASCENDING), (field, ASCENDING), ("_id", ASCENDING)])
-        )
-        indexes.append(
-            (
-                f"owner_status_{field}",
-                [
-                    ("owner_id", ASCENDING),
-                    ("status", ASCENDING),
-                    (field, ASCENDING),
-                    ("_id", ASCENDING),
-                ],
-            )
-        )
+    """Owner first (every query names one), then the sort key, then _id as the tiebreaker that
+    keeps keyset pages stable; due-date ranges use the ``due_sort`` ones. Kept few on purpose:
+    every index costs each projector write. On MongoDB, if status-filtered lists dominate, add
+    (owner_id, status, <sort key>, _id) next."""
+    indexes: list[tuple[str, list[tuple[str, int]]]] = [
+        (f"owner_{field}", [("owner_id", ASCENDING), (field, ASCENDING), ("_id", ASCENDING)])
+        for field in SORT_FIELDS.values()
+    ]
     indexes.append(("owner_labels", [("owner_id", ASCENDING), ("labels", ASCENDING)]))
-    indexes.append(("owner_due", [("owner_id", ASCENDING), ("due_date", ASCENDING)]))
     return indexes
 
 
@@ -95,13 +85,12 @@ def filter_document(owner_id: UUID, flt: TaskFilter) -> dict[str, Any]:
     if pattern is not None:
         regex = {"$regex": pattern, "$options": "i"}
         query["$or"] = [{"title": regex}, {"description": regex}]
-    due: dict[str, Any] = {}
-    if flt.due_before is not None:
-        due["$lt"] = flt.due_before
-    if flt.due_after is not None:
-        due["$gt"] = flt.due_after
-    if due:
-        query["due_date"] = due
+    # On due_sort, which an index leads with; undated tasks (NO_DUE_DATE) never match a range.
+    if flt.due_before is not None or flt.due_after is not None:
+        before = NO_DUE_DATE if flt.due_before is None else min(flt.due_before, NO_DUE_DATE)
+        query["due_sort"] = {"$lt": before}
+        if flt.due_after is not None:
+            query["due_sort"]["$gt"] = flt.due_after
     return query
 
 
@@ -112,6 +101,15 @@ def keyset(query: dict[str, Any], field: str, descending: bool, after: After) ->
     bound = {field: {past: after.value}}
     ties = {"$or": [{field: {strictly: after.value}}, {"_id": {strictly: str(after.task_id)}}]}
     return {"$and": [query, bound, ties]}
+
+
+def _duplicates(exc: BulkWriteError) -> list[int]:
+    """The indexes of the writes that hit an existing _id; anything else is re-raised."""
+    details = exc.details
+    errors = details.get("writeErrors", [])
+    if details.get("writeConcernErrors") or any(e.get("code") != DUPLICATE_KEY for e in errors):
+        raise exc
+    return [int(e["index"]) for e in errors]
 
 
 class MongoTaskCollection:
@@ -129,26 +127,33 @@ class MongoTaskCollection:
             await self._primary.create_index(keys, name=name)
 
     async def write(self, changes: Sequence[TaskChange]) -> None:
-        """One round trip for the batch; a guard that fails on a newer row is a no-op."""
+        """New rows go in as one ``insert_many`` (far cheaper than upserts); every other change,
+        and any new row that exists already (a replay), as one ``bulk_write`` of version-guarded
+        updates. So a batch costs at most two round trips, whatever its size."""
+        fresh = [c for c in changes if c.created]
+        updates = [c for c in changes if not c.created]
+        if fresh:
+            try:
+                await self._primary.insert_many(
+                    [{"_id": str(c.task_id), **c.fields} for c in fresh], ordered=False
+                )
+            except BulkWriteError as exc:
+                updates.extend(fresh[i] for i in _duplicates(exc))
+        if not updates:
+            return
         ops = [
             UpdateOne(
                 {"_id": str(c.task_id), "version": {"$lt": c.version}},
                 {"$set": c.fields},
                 upsert=c.created,
             )
-            for c in changes
+            for c in updates
         ]
-        if not ops:
-            return
         try:
             await self._primary.bulk_write(ops, ordered=False)
         except BulkWriteError as exc:
             # Upserting past a failed guard collides with the newer row on _id: a stale write.
-            details = exc.details
-            if details.get("writeConcernErrors") or any(
-                error.get("code") != DUPLICATE_KEY for error in details.get("writeErrors", [])
-            ):
-                raise
+            _duplicates(exc)
 
     async def owners(self, task_ids: Sequence[UUID]) -> dict[UUID, UUID]:
         cursor = self._primary.find({"_id": {"$in": [str(t) for t in task_ids]}}, {"owner_id": 1})
@@ -251,6 +256,12 @@ class MongoTaskReadModel:
         self._generations = generations
         self._checkpoints = checkpoints_for_reads(db)
         self._collections: dict[int, MongoTaskCollection] = {}
+
+    async def generation(self) -> int:
+        try:
+            return await self._generations.of(NAME)
+        except PyMongoError as exc:
+            raise Unavailable("document store") from exc
 
     @asynccontextmanager
     async def reading(self) -> AsyncIterator[MongoTaskReader]:

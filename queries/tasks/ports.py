@@ -31,6 +31,10 @@ class TaskReader(Protocol):
 
 
 class TaskReadModel(Protocol):
+    async def generation(self) -> int:
+        """The live generation (raises domain.errors.Unavailable like ``reading``)."""
+        ...
+
     def reading(self) -> AbstractAsyncContextManager[TaskReader]:
         """Raises domain.errors.Unavailable when the document store does not answer."""
         ...

@@ -58,15 +58,15 @@ class TaskQueries:
     async def _own_write(self, user: UUID) -> int:
         return (await self.positions.last(user)).get(UPSTREAM, 0)
 
-    async def _caught_up(self, reader: TaskReader, user: UUID) -> int:
-        return await wait_until(
-            lambda: reader.checkpoint(UPSTREAM), await self._own_write(user), self.timeout
-        )
+    async def _caught_up(self, reader: TaskReader, own: int) -> int:
+        return await wait_until(lambda: reader.checkpoint(UPSTREAM), own, self.timeout)
 
     async def task(self, user: UUID, task_id: UUID) -> TaskRow:
         """A user sees only their own live tasks; anything else is not found."""
+        own = await self._own_write(user)
         async with self.read_model.reading() as reader:
-            await self._caught_up(reader, user)
+            if own:
+                await self._caught_up(reader, own)
             row = await reader.get(user, task_id)
         if row is None:
             raise TaskNotFound(str(task_id))
@@ -75,20 +75,20 @@ class TaskQueries:
     async def page(
         self, user: UUID, query: TaskQuery, key: str, render: Callable[[TaskPage], bytes]
     ) -> bytes:
-        """The user's tasks, one page; a page is cached only under a version its rows include."""
+        """The user's tasks, one page. A cached page is served only when its version covers the
+        user's own last write, and filed only under a version its rows include."""
+        own = await self._own_write(user)
+        token = await self.cache.token(await self.read_model.generation(), user)
+        if token is not None and token.version >= own:
+            cached = await self.cache.get(token, user, key)
+            if cached is not None:
+                return cached
         async with self.read_model.reading() as reader:
-            seen = await self._caught_up(reader, user)
-            token = await self.cache.token(reader.generation, user)
-            if token is not None:
-                cached = await self.cache.get(token, user, key)
-                if cached is not None:
-                    CACHE_REQUESTS.labels("task_pages", "hit").inc()
-                    return cached
-            CACHE_REQUESTS.labels("task_pages", "miss").inc()
+            seen = await self._caught_up(reader, own)
             body = render(await reader.page(user, query))
-            if token is not None and token.version <= seen:
-                await self.cache.put(token, user, key, body)
-            return body
+        if token is not None and token.generation == reader.generation and token.version <= seen:
+            await self.cache.put(token, user, key, body)
+        return body
 
     async def counts(self, user: UUID, now: datetime | None = None) -> TaskCounts:
         """Counters from Redis once they include the user's last write; else counted in MongoDB."""
@@ -108,7 +108,7 @@ class TaskQueries:
                     CACHE_REQUESTS.labels("task_stats", "hit").inc()
                     return counts
             CACHE_REQUESTS.labels("task_stats", "miss").inc()
-            await wait_until(lambda: reader.checkpoint(UPSTREAM), own, self.timeout)
+            await self._caught_up(reader, own)
             return await reader.counts(user, now)
 
 
