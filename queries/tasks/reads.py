@@ -82,7 +82,9 @@ class TaskQueries:
         if token is not None and token.version >= own:
             cached = await self.cache.get(token, user, key)
             if cached is not None:
+                CACHE_REQUESTS.labels("task_pages", "hit").inc()
                 return cached
+        CACHE_REQUESTS.labels("task_pages", "miss").inc()
         async with self.read_model.reading() as reader:
             seen = await self._caught_up(reader, own)
             body = render(await reader.page(user, query))
