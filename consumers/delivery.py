@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 import traceback
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal
 from uuid import UUID
 
@@ -32,6 +33,9 @@ class MailDelivery:
     reset_key: bytes  # domain.reset_tokens.reset_key(server secret)
     reset_url_base: str
     owner: str  # this mailer's consumer name: who holds a lease
+    # Mails in flight in this process, across every subscriber. Taken before the lease, so
+    # waiting for a slot never eats into a lease's time.
+    in_flight: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(8))
 
     async def password_reset(self, message: PasswordResetRequested, entry: StreamEntry) -> Outcome:
         """One reset request, one mail: the token is derived here and appears nowhere else."""
@@ -62,7 +66,8 @@ class MailDelivery:
         with bind_event_context(
             origin, f"send {kind} mail", message_id=str(message.message_id), mail_kind=kind
         ):
-            return await self._attempt(kind, message.message_id, entry, letter)
+            async with self.in_flight:
+                return await self._attempt(kind, message.message_id, entry, letter)
 
     async def _attempt(
         self, kind: str, message_id: UUID, entry: StreamEntry, letter: Callable[[], Mail]

@@ -89,6 +89,7 @@ def build_mailer(
         reset_key=reset_key(settings.secret()),
         reset_url_base=settings.reset_url_base,
         owner=name,
+        in_flight=asyncio.Semaphore(settings.mail_concurrency),
     )
     broker = _mailer_broker(settings, delivery)
     keeper = RedisStreamKeeper(

@@ -102,4 +102,5 @@ def mailer(metrics_port: MetricsPort = None) -> None:
         raise typer.Exit(2) from None
     if metrics_port is not None:
         serve_metrics(metrics_port)
-    asyncio.run(process.app.run(log_level=logging.getLevelNamesMapping()[settings.log_level]))
+    # Start and stop lines at INFO: shown or not by TASKLEDGER_LOG_LEVEL like any other.
+    asyncio.run(process.app.run(log_level=logging.INFO))
