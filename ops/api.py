@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from typing import Any, Literal
-from uuid import UUID
 
 from fastapi import FastAPI
 from fastapi.concurrency import run_in_threadpool
@@ -28,13 +27,6 @@ from queries.http import users as user_queries
 from queries.users.event_store import EventStoreUserDirectory
 
 Routes = Literal["auth", "tasks", "all"]
-
-
-class NoWriteTracking:
-    """Until the read side tracks positions, there is nothing to wait for."""
-
-    async def wrote(self, user_id: UUID, application: str, position: int) -> None:
-        return None
 
 
 def readiness_probes(
