@@ -48,6 +48,7 @@ class SinkHandler:
     received: list[Received] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
     answering: int = 0  # mails whose data arrived and whose 250 is still held back by delay
+    held: int = 0  # how many mails were ever held back so
 
     async def handle_RCPT(  # noqa: N802 - aiosmtpd's hook name
         self, server: Any, session: Any, envelope: Any, address: str, rcpt_options: list[str]
@@ -62,6 +63,7 @@ class SinkHandler:
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:  # noqa: N802
         if self.delay:
             self.answering += 1
+            self.held += 1
             try:
                 await asyncio.sleep(self.delay)
             finally:

@@ -185,7 +185,7 @@ async def test_a_mailer_killed_mid_stream_leaves_its_mail_to_another_no_duplicat
             )
     finally:
         write.close()
-    smtp_sink.handler.delay = 0.3
+    smtp_sink.handler.delay = 1.0  # each 250 held back a second: time to kill mid-send
 
     log = (tmp_path / "victim.log").open("wb")
     victim = await asyncio.create_subprocess_exec(
@@ -202,10 +202,13 @@ async def test_a_mailer_killed_mid_stream_leaves_its_mail_to_another_no_duplicat
     try:
         async with relaying(settings):
             await eventually(lambda: len(smtp_sink.received) >= 3, 60, "the victim's first mails")
-            # Kill it while the server holds back its 250: that mail was not accepted.
-            await eventually(lambda: smtp_sink.handler.answering > 0, 10, "a mail in flight")
+            # Kill it just after its next mail's data arrived, well before the held-back 250:
+            # that mail was never accepted, and the victim still holds its lease.
+            held = smtp_sink.handler.held
+            await eventually(lambda: smtp_sink.handler.held > held, 10, "a mail in flight")
             victim.send_signal(signal.SIGKILL)
             await victim.wait()
+            smtp_sink.handler.delay = 0
             delivered_by_victim = len(smtp_sink.received)
             assert delivered_by_victim < len(emails)
 
