@@ -84,7 +84,8 @@ def mailer_router(delivery: MailDelivery, options: MailerOptions) -> RedisRouter
 
     router = RedisRouter(middlewares=[ParkMalformed])
 
-    def subscribe(stream: str, title: str, description: str) -> Callable[[Any], Any]:
+    def subscribe(stream: str, title: str) -> Callable[[Any], Any]:
+        """Reader and reclaimer of ``stream``; the AsyncAPI text is the handler's docstring."""
         reader = router.subscriber(
             stream=StreamSub(
                 stream,
@@ -97,7 +98,6 @@ def mailer_router(delivery: MailDelivery, options: MailerOptions) -> RedisRouter
             ack_policy=AckPolicy.MANUAL,
             max_workers=options.concurrency,
             title=title,
-            description=description,
         )
         reclaimer = router.subscriber(
             stream=StreamSub(
@@ -118,16 +118,14 @@ def mailer_router(delivery: MailDelivery, options: MailerOptions) -> RedisRouter
 
         return both
 
-    @subscribe(
-        reset_stream,
-        "mailer:PasswordResetRequested",
-        "Mails the password-reset link; the token is derived by the mailer.",
-    )
+    @subscribe(reset_stream, "mailer:PasswordResetRequested")
     async def on_password_reset(body: PasswordResetRequested, message: RedisStreamMessage) -> None:
+        """Mails the reset link once per request; the mailer derives the token, none travels."""
         await delivery.password_reset(body, stream_entry(message))
 
-    @subscribe(welcome_stream, "mailer:UserRegistered", "Mails a welcome to a new user.")
+    @subscribe(welcome_stream, "mailer:UserRegistered")
     async def on_registered(body: UserRegistered, message: RedisStreamMessage) -> None:
+        """Mails a welcome once per registration."""
         await delivery.welcome(body, stream_entry(message))
 
     return router
