@@ -20,6 +20,7 @@ The API and the projector run as their own processes (``taskledger serve api|pro
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import os
 import sys
@@ -278,12 +279,15 @@ async def projection_lag(
     samples: list[tuple[float, int]] = []
     answered: list[tuple[float, int]] = []
     commands = Result("POST /v1/tasks at half the max rate (command latency)", seconds)
-    stop = asyncio.Event()
+    until: list[int] = []  # set once every command answered: the position to watch up to
 
     async def watch() -> None:
-        while not stop.is_set():
+        while True:
             doc = await db["projection_checkpoints"].find_one({"_id": key}, {"position": 1})
-            samples.append((time.perf_counter(), 0 if doc is None else int(doc["position"])))
+            position = 0 if doc is None else int(doc["position"])
+            samples.append((time.perf_counter(), position))
+            if until and position >= until[0]:
+                return
             await asyncio.sleep(0.001)
 
     connections = [await HttpConnection.open(LOOPBACK, port) for _ in tokens]
@@ -319,19 +323,16 @@ async def projection_lag(
         sent.append(asyncio.create_task(command()))
         n += 1
     await asyncio.gather(*sent)
-    last = max((p for _, p in answered), default=0)
-    while not samples or samples[-1][1] < last:
-        await asyncio.sleep(0.01)
-    stop.set()
+    until.append(max((p for _, p in answered), default=0))
     await watcher
     for c in connections:
         await c.close()
     await mongo.close()
     lags = Result("projection lag: command answered -> in the read model", seconds)
     for answered_at, position in answered:
-        visible = next(t for t, p in samples if p >= position and t >= answered_at - 1.0)
+        visible = next(t for t, p in samples if p >= position)
         lags.latencies.append(max(0.0, visible - answered_at))
-    gaps = [b[0] - a[0] for a, b in zip(samples, samples[1:], strict=False)]
+    gaps = [b[0] - a[0] for a, b in itertools.pairwise(samples)]
     return commands, lags, sorted(gaps)[len(gaps) // 2] if gaps else float("nan")
 
 
