@@ -10,7 +10,8 @@ from tests.fixtures.users import sign_in
 pytestmark = pytest.mark.e2e
 
 
-def test_a_write_is_visible_to_the_next_read_200_times(read_api: httpx.Client) -> None:
+def test_a_write_is_visible_to_the_next_read_200_times(read_api_any_store: httpx.Client) -> None:
+    read_api = read_api_any_store
     user = sign_in(read_api, display_name="Ada")
     me = read_api.get("/v1/users/me", headers=user.headers)
     assert me.status_code == 200
