@@ -80,6 +80,9 @@ class TaskStatsProjector:
     upstreams: Sequence[str] = ("Tasks",)
     topics: Sequence[str] = TOPICS
 
+    def __post_init__(self) -> None:
+        self._script = self.redis.register_script(APPLY)
+
     async def start(self) -> None:
         return None
 
@@ -88,10 +91,9 @@ class TaskStatsProjector:
         changes = fold(batch)
         if not changes:
             return
-        script = self.redis.register_script(APPLY)
         async with self.redis.pipeline(transaction=False) as pipe:
             for c in changes:
-                await script(
+                await self._script(
                     keys=[f"{self.ns}task:{c.task_id}"],
                     args=[
                         self.ns,
