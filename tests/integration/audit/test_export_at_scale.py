@@ -51,19 +51,31 @@ def add_tasks(side: WriteSide, count: int) -> None:
         side.tasks.save(*tasks)
 
 
+# ru_maxrss counts the pages a forked child shares with its parent before exec, so a child
+# forked straight from a big pytest process inherits its size. A small launcher forks the
+# export instead and reports that child's own peak.
+LAUNCHER = """
+import os, subprocess, sys
+process = subprocess.Popen(sys.argv[2:])
+_, status, usage = os.wait4(process.pid, 0)
+open(sys.argv[1], "w").write(f"{os.waitstatus_to_exitcode(status)} {usage.ru_maxrss}")
+"""
+
+
 def export(settings: Settings, out: Path) -> int:
     """Run ``taskledger events export > out``; return its peak RSS in bytes."""
     env = {**os.environ, **{k: v for k, v in cli_env(settings).items() if v is not None}}
     env["PYTHONPATH"] = str(REPO)
+    report = out.parent / "rusage.txt"
     with out.open("wb") as stdout, (out.parent / "stderr.txt").open("wb") as stderr:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "ops", "events", "export"],
-            stdout=stdout, stderr=stderr, env=env, cwd=REPO,
+        subprocess.run(
+            [sys.executable, "-c", LAUNCHER, str(report), sys.executable, "-m", "ops", "events",
+             "export"],
+            stdout=stdout, stderr=stderr, env=env, cwd=REPO, check=True,
         )  # fmt: skip
-        _, status, usage = os.wait4(process.pid, 0)
-        process.returncode = os.waitstatus_to_exitcode(status)
-    assert process.returncode == 0, (out.parent / "stderr.txt").read_text()
-    return usage.ru_maxrss * 1024  # KiB on Linux
+    returncode, maxrss_kib = (int(part) for part in report.read_text().split())
+    assert returncode == 0, (out.parent / "stderr.txt").read_text()
+    return maxrss_kib * 1024  # KiB on Linux
 
 
 def stored_counts(settings: Settings) -> dict[str, int]:
