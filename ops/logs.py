@@ -88,12 +88,20 @@ def line_formatter(*, json_lines: bool) -> logging.Formatter:
     shared = _shared_processors()
     renderer: list[Processor] = (
         [
-            structlog.processors.dict_tracebacks,
+            # Never the frames' local variables: they hold passwords, tokens and mail bodies.
+            structlog.processors.ExceptionRenderer(
+                structlog.tracebacks.ExceptionDictTransformer(show_locals=False)
+            ),
             structlog.processors.EventRenamer("message"),
             structlog.processors.JSONRenderer(default=str),
         ]
         if json_lines
-        else [structlog.dev.ConsoleRenderer(colors=False)]
+        else [
+            structlog.dev.ConsoleRenderer(
+                colors=False,
+                exception_formatter=structlog.dev.plain_traceback,
+            )
+        ]
     )
     return structlog.stdlib.ProcessorFormatter(
         # Records from stdlib loggers get the same context; ``extra=`` fields are kept.
