@@ -75,7 +75,7 @@ def _domain_error(request: Request, exc: Exception) -> JSONResponse:
                 detail = "the reset token is invalid, expired or already used"
             extra = {"dependency": exc.dependency} if isinstance(exc, errors.Unavailable) else None
             return problem(status, slug, title, detail, headers=headers, extra=extra)
-    return _unexpected(request, exc)
+    return _unexpected(exc)
 
 
 def _validation_error(request: Request, exc: Exception) -> JSONResponse:
@@ -111,7 +111,7 @@ def _http_error(request: Request, exc: Exception) -> JSONResponse:
     return problem(exc.status_code, slug, str(exc.detail), str(exc.detail), headers=headers)
 
 
-def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+def _unexpected(exc: Exception) -> JSONResponse:
     log.error("unhandled error", exc_info=exc)
     return problem(
         500,
@@ -122,14 +122,18 @@ def _unexpected(request: Request, exc: Exception) -> JSONResponse:
 
 
 def install_error_handlers(app: FastAPI) -> None:
+    # No handler for Exception: Starlette would run it outside RequestIdMiddleware (no request
+    # id on the 500) and re-raise to the server (logged twice). RequestIdMiddleware answers it.
     app.add_exception_handler(errors.DomainError, _domain_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
-    app.add_exception_handler(Exception, _unexpected)
 
 
 class RequestIdMiddleware:
-    """Every response carries X-Request-ID; the client's is echoed when it is sane."""
+    """Every response carries X-Request-ID; the client's is echoed when it is sane.
+
+    Outermost of our middleware, it also answers what nothing else handled: a logged 500.
+    """
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -141,14 +145,23 @@ class RequestIdMiddleware:
         request_id = _client_request_id(scope) or str(uuid.uuid4())
         scope.setdefault("state", {})["request_id"] = request_id
 
+        started = False
+
         async def send_with_id(message: Message) -> None:
+            nonlocal started
             if message["type"] == "http.response.start":
+                started = True
                 headers = list(message.get("headers", []))
                 headers.append((b"x-request-id", request_id.encode()))
                 message["headers"] = headers
             await send(message)
 
-        await self.app(scope, receive, send_with_id)
+        try:
+            await self.app(scope, receive, send_with_id)
+        except Exception as exc:
+            if started:
+                raise  # too late for a problem body: the server logs it and drops the connection
+            await _unexpected(exc)(scope, receive, send_with_id)
 
 
 def _client_request_id(scope: Scope) -> str | None:

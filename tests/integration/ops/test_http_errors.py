@@ -1,0 +1,83 @@
+"""Errors nobody mapped, over real HTTP through the production app.
+
+uvicorn runs as ``taskledger serve api`` runs it: no logging config of its own, so its records
+reach the root logger (and pytest's capture) exactly like ours.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import httpx
+import pytest
+import uvicorn
+from fastapi import FastAPI
+
+from ops.api import build_api
+from ops.engines import free_port
+from ops.settings import Settings
+from tests.fixtures.api import make_settings
+
+
+class Boom(RuntimeError):
+    pass
+
+
+@contextmanager
+def serving(app: FastAPI) -> Iterator[httpx.Client]:
+    port = free_port()
+    server = uvicorn.Server(
+        uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None, lifespan="on")
+    )
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not server.started:
+        if not thread.is_alive() or time.monotonic() > deadline:
+            raise RuntimeError("API server did not start")
+        time.sleep(0.02)
+    try:
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30) as client:
+            yield client
+    finally:
+        server.should_exit = True
+        thread.join(30)
+
+
+@pytest.fixture
+def local_settings(tmp_path: Path, redis_url: str, redis_prefix: str) -> Settings:
+    return make_settings(
+        tmp_path, f"sqlite:///{tmp_path / 'events.sqlite'}", redis_url, redis_prefix
+    )
+
+
+def app_raising(settings: Settings, error: Exception) -> FastAPI:
+    app = build_api(settings)
+
+    async def fails() -> None:
+        raise error
+
+    app.add_api_route("/fails", fails)
+    return app
+
+
+def test_an_unexpected_error_is_a_problem_with_the_request_id_logged_once(
+    local_settings: Settings, caplog: pytest.LogCaptureFixture
+) -> None:
+    with serving(app_raising(local_settings, Boom("kaboom"))) as client:
+        caplog.clear()
+        response = client.get("/fails", headers={"X-Request-ID": "req-500"})
+        time.sleep(0.2)  # let the server finish logging after the response went out
+
+    assert response.status_code == 500
+    assert response.headers["content-type"].startswith("application/problem+json")
+    assert response.headers["x-request-id"] == "req-500"
+    body = response.json()
+    assert body["status"] == 500
+    assert "kaboom" not in response.text  # never the exception's text
+    logged = [r for r in caplog.records if r.exc_info and isinstance(r.exc_info[1], Boom)]
+    assert len(logged) == 1, [r.getMessage() for r in logged]
