@@ -10,6 +10,9 @@ import uuid
 from collections.abc import Mapping
 from typing import Any
 
+import psycopg
+import redis.exceptions
+from eventsourcing.persistence import OperationalError
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
@@ -35,6 +38,16 @@ _STATUS: list[tuple[type[errors.DomainError], int, str, str]] = [
     (errors.RateLimited, 429, "rate-limited", "Too many requests"),
     (errors.Unavailable, 503, "unavailable", "Service unavailable"),
 ]
+
+# Infrastructure that stopped answering: 503 naming it, never a 500 (the request may be retried).
+# eventsourcing wraps the drivers' errors in its own; psycopg's pool timeout can escape unwrapped.
+_OUTAGES: list[tuple[type[Exception], str]] = [
+    (redis.exceptions.ConnectionError, "redis"),
+    (redis.exceptions.TimeoutError, "redis"),
+    (OperationalError, "event store"),
+    (psycopg.OperationalError, "event store"),
+]
+RETRY_AFTER_SECONDS = 5
 
 
 def problem(
@@ -73,9 +86,27 @@ def _domain_error(request: Request, exc: Exception) -> JSONResponse:
                 detail = "email or password is wrong"
             if isinstance(exc, errors.InvalidResetToken):
                 detail = "the reset token is invalid, expired or already used"
-            extra = {"dependency": exc.dependency} if isinstance(exc, errors.Unavailable) else None
-            return problem(status, slug, title, detail, headers=headers, extra=extra)
+            if isinstance(exc, errors.Unavailable):
+                return _unavailable(exc.dependency)
+            return problem(status, slug, title, detail, headers=headers)
     return _unexpected(exc)
+
+
+def _outage(request: Request, exc: Exception) -> JSONResponse:
+    dependency = next(name for kind, name in _OUTAGES if isinstance(exc, kind))
+    log.warning("%s is unavailable: %r", dependency, exc)
+    return _unavailable(dependency)
+
+
+def _unavailable(dependency: str) -> JSONResponse:
+    return problem(
+        503,
+        "unavailable",
+        "Service unavailable",
+        f"{dependency} is unavailable",
+        headers={"Retry-After": str(RETRY_AFTER_SECONDS)},
+        extra={"dependency": dependency},
+    )
 
 
 def _validation_error(request: Request, exc: Exception) -> JSONResponse:
@@ -127,6 +158,8 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(errors.DomainError, _domain_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
+    for kind, _ in _OUTAGES:
+        app.add_exception_handler(kind, _outage)
 
 
 class RequestIdMiddleware:

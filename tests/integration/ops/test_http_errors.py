@@ -1,4 +1,4 @@
-"""Errors nobody mapped, over real HTTP through the production app.
+"""Errors nobody mapped and outages of a dependency, over real HTTP through the production app.
 
 uvicorn runs as ``taskledger serve api`` runs it: no logging config of its own, so its records
 reach the root logger (and pytest's capture) exactly like ours.
@@ -13,8 +13,11 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
+import psycopg
 import pytest
+import redis.exceptions
 import uvicorn
+from eventsourcing.persistence import OperationalError
 from fastapi import FastAPI
 
 from ops.api import build_api
@@ -81,3 +84,43 @@ def test_an_unexpected_error_is_a_problem_with_the_request_id_logged_once(
     assert "kaboom" not in response.text  # never the exception's text
     logged = [r for r in caplog.records if r.exc_info and isinstance(r.exc_info[1], Boom)]
     assert len(logged) == 1, [r.getMessage() for r in logged]
+
+
+@pytest.mark.parametrize(
+    ("error", "dependency"),
+    [
+        (redis.exceptions.ConnectionError("refused"), "redis"),
+        (redis.exceptions.TimeoutError("timed out"), "redis"),
+        (OperationalError("server closed the connection"), "event store"),
+        (psycopg.OperationalError("connection failed"), "event store"),
+    ],
+)
+def test_an_unreachable_dependency_is_a_503_naming_it(
+    local_settings: Settings, error: Exception, dependency: str
+) -> None:
+    with serving(app_raising(local_settings, error)) as client:
+        response = client.get("/fails")
+    assert response.status_code == 503
+    assert response.headers["content-type"].startswith("application/problem+json")
+    assert int(response.headers["retry-after"]) > 0
+    assert response.json()["dependency"] == dependency
+    assert "x-request-id" in response.headers
+
+
+def test_login_while_redis_is_down_is_a_503_not_a_500(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Nobody listens on this port: sessions and rate limits cannot be reached.
+    down = make_settings(
+        tmp_path,
+        f"sqlite:///{tmp_path / 'events.sqlite'}",
+        f"redis://127.0.0.1:{free_port()}/0",
+        "unused:",
+    )
+    with serving(build_api(down)) as client:
+        response = client.post(
+            "/v1/auth/login", json={"email": "someone@example.com", "password": "whatever-123"}
+        )
+    assert response.status_code == 503, response.text
+    assert response.json()["dependency"] == "redis"
+    assert "retry-after" in response.headers
