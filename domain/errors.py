@@ -32,6 +32,10 @@ class VersionMismatch(DomainError):
         self.actual = actual
 
 
+class UnparseablePrecondition(DomainError):
+    """The If-Match header is neither ``*`` nor a version this API issued: it can never match."""
+
+
 class ConcurrentWrite(DomainError):
     """Another write to the same aggregate won the race inside the store."""
 

@@ -31,6 +31,7 @@ _STATUS: list[tuple[type[errors.DomainError], int, str, str]] = [
     (errors.NotFound, 404, "not-found", "Not found"),
     (errors.EmailTaken, 409, "email-taken", "Email already registered"),
     (errors.VersionMismatch, 412, "precondition-failed", "Version mismatch"),
+    (errors.UnparseablePrecondition, 412, "precondition-failed", "Unparseable precondition"),
     (errors.ConcurrentWrite, 409, "conflict", "Concurrent write"),
     (errors.InvalidCredentials, 401, "invalid-credentials", "Invalid credentials"),
     (errors.Unauthenticated, 401, "unauthenticated", "Not authenticated"),

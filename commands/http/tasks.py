@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import UTC
 from typing import Annotated, Any, Protocol
 from uuid import UUID
@@ -12,7 +13,7 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validato
 
 from commands.http.deps import CurrentUser, TasksApp, request_meta
 from commands.written import Written
-from domain.errors import VersionMismatch
+from domain.errors import UnparseablePrecondition
 from domain.tasks import Priority, Status
 
 router = APIRouter(prefix="/v1/tasks", tags=["tasks"])
@@ -88,14 +89,23 @@ class WrittenOut(BaseModel):
     position: int | None
 
 
+# The ETags this API issues are versions: "3". W/"3" and a bare 3 are taken too. ASCII digits
+# only (str.isdigit() also takes "²"), and few enough that the number stays a number.
+_ETAG = re.compile(r'(?:W/)?("?)([0-9]{1,18})\1')
+
+
 def parse_if_match(value: str | None) -> int | None:
-    """``If-Match: "3"`` (or W/"3", or 3); anything unparseable can never match."""
+    """The version If-Match names; None when there is no precondition (no header, or ``*``,
+    which matches any task that exists)."""
     if value is None:
         return None
-    text = value.strip().removeprefix("W/").strip('"')
-    if not text.isdigit():
-        raise VersionMismatch(-1, -1)
-    return int(text)
+    text = value.strip()
+    if text == "*":
+        return None
+    match = _ETAG.fullmatch(text)
+    if match is None:
+        raise UnparseablePrecondition('If-Match must be an ETag this API issued, like "3", or *')
+    return int(match[2])
 
 
 async def _remember(request: Request, user: UUID, written: Written) -> None:

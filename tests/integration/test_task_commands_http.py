@@ -117,6 +117,38 @@ def test_stale_if_match_is_412_and_changes_nothing(api: httpx.Client, auth: dict
     )
 
 
+def test_if_match_star_matches_any_existing_task_and_no_missing_one(
+    api: httpx.Client, auth: dict[str, str]
+) -> None:
+    url = f"/v1/tasks/{_create(api, auth).json()['id']}"
+    star = {**auth, "If-Match": "*"}
+    assert api.patch(url, json={"title": "a"}, headers=star).json()["version"] == 2
+    assert api.delete(url, headers=star).status_code == 204
+    assert api.patch(url, json={"title": "b"}, headers=star).status_code == 404
+    assert api.delete(f"/v1/tasks/{uuid.uuid4()}", headers=star).status_code == 404
+
+
+# Headers travel as Latin-1: b"\xb2" is what the server reads as "²", a digit to str.isdigit().
+@pytest.mark.parametrize("header", [b"\xb2", b'"\xb2"', b"abc", b'"1", "2"'])
+def test_an_unparseable_if_match_is_412_saying_so_not_500(
+    api: httpx.Client, auth: dict[str, str], header: bytes
+) -> None:
+    url = f"/v1/tasks/{_create(api, auth).json()['id']}"
+    headers = [(name.encode(), value.encode()) for name, value in auth.items()]
+    headers.append((b"If-Match", header))
+    for response in (
+        api.patch(url, json={"title": "a"}, headers=headers),
+        api.delete(url, headers=headers),
+    ):
+        assert response.status_code == 412, response.text
+        assert response.headers["content-type"].startswith("application/problem+json")
+        assert "If-Match" in response.json()["detail"]
+    # Nothing was written: version 1 is still the current one.
+    assert (
+        api.patch(url, json={"title": "b"}, headers={**auth, "If-Match": '"1"'}).status_code == 200
+    )
+
+
 def test_someone_elses_task_is_404_like_a_missing_one(
     api: httpx.Client, auth: dict[str, str]
 ) -> None:
