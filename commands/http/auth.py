@@ -16,9 +16,8 @@ from pydantic import BaseModel, ConfigDict, EmailStr, Field, field_validator
 
 from commands.auth.accounts import Accounts
 from commands.auth.sessions import TokenPair
-from commands.http.deps import bearer, request_meta
-from commands.http.tasks import WriteTracker
-from commands.written import Written
+from commands.http.deps import bearer, remember_write, request_meta
+from commands.identity import Identity
 from domain.errors import Unauthenticated
 
 router = APIRouter(prefix="/v1/auth", tags=["auth"])
@@ -106,12 +105,6 @@ def _client(request: Request) -> str:
     return request.client.host if request.client else "unknown"
 
 
-async def _remember(request: Request, written: Written) -> None:
-    if written.position is not None:
-        tracker: WriteTracker = request.app.state.write_tracker
-        await tracker.wrote(written.id, "Identity", written.position)
-
-
 _UNAUTHORIZED: dict[int | str, dict[str, str]] = {401: {"description": "not authenticated"}}
 _LIMITED: dict[int | str, dict[str, str]] = {429: {"description": "too many attempts"}}
 
@@ -130,7 +123,7 @@ async def register(body: Register, accounts: AccountsApp, request: Request) -> R
         display_name=body.name(),
         meta=request_meta(request),
     )
-    await _remember(request, written)
+    await remember_write(request, written.id, Identity.name, written)
     return Registered(id=written.id)
 
 
@@ -180,9 +173,8 @@ async def forgot_password(
     # Recorded before answering: a 202 promises the request survives a crash. (Timing could
     # tell a registered email from an unknown one, but register's 409 already tells that.)
     requested = await accounts.request_reset(email=body.email, meta=request_meta(request))
-    if requested is not None and requested.written.position is not None:
-        tracker: WriteTracker = request.app.state.write_tracker
-        await tracker.wrote(requested.written.id, "Identity", requested.written.position)
+    if requested is not None:
+        await remember_write(request, requested.written.id, Identity.name, requested.written)
     return {"detail": "if this email is registered, a reset link is on its way"}
 
 
@@ -196,5 +188,5 @@ async def reset_password(body: ResetPassword, accounts: AccountsApp, request: Re
     written = await accounts.reset_password(
         token=body.token, new_password=body.new_password, meta=request_meta(request)
     )
-    await _remember(request, written)
+    await remember_write(request, written.id, Identity.name, written)
     return Response(status_code=status.HTTP_204_NO_CONTENT)

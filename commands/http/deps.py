@@ -10,6 +10,7 @@ from fastapi.security import OAuth2PasswordBearer
 
 from commands.identity import Identity
 from commands.tasks import Tasks
+from commands.written import Written
 from domain.errors import Unauthenticated
 from domain.meta import Meta, meta
 
@@ -43,6 +44,21 @@ async def _current_user(request: Request, token: Annotated[str | None, Depends(b
 
 def request_meta(request: Request, actor: UUID | None = None) -> Meta:
     return meta(actor, request.state.request_id, request.headers.get("traceparent"))
+
+
+class WriteTracker(Protocol):
+    """Remembers a user's last write so their next read can wait for it (read-your-writes)."""
+
+    async def wrote(self, user_id: UUID, application: str, position: int) -> None: ...
+
+
+async def remember_write(
+    request: Request, user_id: UUID, application: str, written: Written
+) -> None:
+    """Let the user's next read wait for this write; a write that changed nothing has no place."""
+    if written.position is not None:
+        tracker: WriteTracker = request.app.state.write_tracker
+        await tracker.wrote(user_id, application, written.position)
 
 
 IdentityApp = Annotated[Identity, Depends(_identity)]

@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import re
 from datetime import UTC
-from typing import Annotated, Any, Protocol
+from typing import Annotated, Any
 from uuid import UUID
 
 from fastapi import APIRouter, Header, Request, Response, status
 from fastapi.concurrency import run_in_threadpool
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator
 
-from commands.http.deps import CurrentUser, TasksApp, request_meta
+from commands.http.deps import CurrentUser, TasksApp, remember_write, request_meta
+from commands.tasks import Tasks
 from commands.written import Written
 from domain.errors import UnparseablePrecondition
 from domain.tasks import Priority, Status
@@ -22,12 +23,6 @@ Title = Annotated[str, Field(min_length=1, max_length=200)]
 Description = Annotated[str, Field(max_length=5000)]
 Label = Annotated[str, Field(min_length=1, max_length=50)]
 Labels = Annotated[list[Label], Field(max_length=20)]
-
-
-class WriteTracker(Protocol):
-    """Remembers a user's last write so their next read can wait for it (read-your-writes)."""
-
-    async def wrote(self, user_id: UUID, application: str, position: int) -> None: ...
 
 
 class _TaskFields(BaseModel):
@@ -108,12 +103,6 @@ def parse_if_match(value: str | None) -> int | None:
     return int(match[2])
 
 
-async def _remember(request: Request, user: UUID, written: Written) -> None:
-    if written.position is not None:
-        tracker: WriteTracker = request.app.state.write_tracker
-        await tracker.wrote(user, "Tasks", written.position)
-
-
 def _out(response: Response, written: Written) -> WrittenOut:
     response.headers["ETag"] = f'"{written.version}"'
     return WrittenOut(id=written.id, version=written.version, position=written.position)
@@ -129,7 +118,7 @@ async def create_task(
             owner_id=user, meta=request_meta(request, user), **body.model_dump()
         )
     )
-    await _remember(request, user, written)
+    await remember_write(request, user, Tasks.name, written)
     response.headers["Location"] = f"/v1/tasks/{written.id}"
     return _out(response, written)
 
@@ -155,7 +144,7 @@ async def change_task(
             meta=request_meta(request, user),
         )
     )
-    await _remember(request, user, written)
+    await remember_write(request, user, Tasks.name, written)
     return _out(response, written)
 
 
@@ -174,5 +163,5 @@ async def delete_task(
             task_id, actor=user, expected_version=expected, meta=request_meta(request, user)
         )
     )
-    await _remember(request, user, written)
+    await remember_write(request, user, Tasks.name, written)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
