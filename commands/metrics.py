@@ -6,7 +6,7 @@ of the domain error that refused the command, or ``error``; ``type`` is the even
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Coroutine, Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from functools import wraps
 from typing import Any, ParamSpec, TypeVar
@@ -63,19 +63,3 @@ def count_appended(application: str, recordings: Sequence[Recording[Any]]) -> No
     """Called once per successful save, with what it stored."""
     for recording in recordings:
         EVENTS_APPENDED.labels(application, type(recording.domain_event).__qualname__).inc()
-
-
-def counted_async(
-    command: str,
-) -> Callable[[Callable[P, Awaitable[R]]], Callable[P, Coroutine[Any, Any, R]]]:
-    """As ``counted``, for coroutine handlers."""
-
-    def decorate(handler: Callable[P, Awaitable[R]]) -> Callable[P, Coroutine[Any, Any, R]]:
-        @wraps(handler)
-        async def run(*args: P.args, **kwargs: P.kwargs) -> R:
-            with counting(command):
-                return await handler(*args, **kwargs)
-
-        return run
-
-    return decorate

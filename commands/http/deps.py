@@ -8,7 +8,6 @@ from uuid import UUID
 from fastapi import Depends, Request
 from fastapi.security import OAuth2PasswordBearer
 
-from commands.identity import Identity
 from commands.tasks import Tasks
 from commands.written import Written
 from domain.errors import Unauthenticated
@@ -21,11 +20,6 @@ class Authenticator(Protocol):
     async def user_for(self, access_token: str) -> UUID:
         """The user an access token speaks for; raises Unauthenticated otherwise."""
         ...
-
-
-def _identity(request: Request) -> Identity:
-    identity: Identity = request.app.state.identity
-    return identity
 
 
 def _tasks(request: Request) -> Tasks:
@@ -61,6 +55,5 @@ async def remember_write(
         await tracker.wrote(user_id, application, written.position)
 
 
-IdentityApp = Annotated[Identity, Depends(_identity)]
 TasksApp = Annotated[Tasks, Depends(_tasks)]
 CurrentUser = Annotated[UUID, Depends(_current_user)]
