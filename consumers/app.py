@@ -21,15 +21,13 @@ from faststream import AckPolicy, BaseMiddleware
 from faststream.message import StreamMessage
 from faststream.redis import RedisRouter, StreamSub
 from faststream.redis.annotations import RedisStreamMessage
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from consumers import metrics
 from consumers.delivery import MailDelivery
-from consumers.ledger import StreamEntry
+from consumers.ledger import DATA_FIELD, StreamEntry
 from consumers.letters import RESET_KIND, WELCOME_KIND
 from consumers.messages import PasswordResetRequested, UserRegistered
-
-DATA_FIELD = b"__data__"
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,6 +63,10 @@ def mailer_router(delivery: MailDelivery, options: MailerOptions) -> RedisRouter
     reset_stream = options.stream_prefix + PasswordResetRequested.__name__
     welcome_stream = options.stream_prefix + UserRegistered.__name__
     kinds = mailer_streams(options.stream_prefix)
+    schemas: dict[str, type[BaseModel]] = {
+        reset_stream: PasswordResetRequested,
+        welcome_stream: UserRegistered,
+    }
     metrics.announce(list(kinds.values()))
 
     class ParkMalformed(BaseMiddleware):
@@ -75,12 +77,17 @@ def mailer_router(delivery: MailDelivery, options: MailerOptions) -> RedisRouter
             call_next: Callable[[StreamMessage[Any]], Awaitable[Any]],
             msg: StreamMessage[Any],
         ) -> Any:
-            try:
-                return await call_next(msg)
-            except ValidationError as error:
-                entry = stream_entry(msg)
-                await delivery.malformed(kinds.get(entry.stream, "unknown"), entry, str(error))
-                return None
+            # Only the body's own validation, here, means "malformed": a ValidationError from
+            # anywhere later (building the letter, say) is our bug, and must not park good mail.
+            entry = stream_entry(msg)
+            schema = schemas.get(entry.stream)
+            if schema is not None:
+                try:
+                    schema.model_validate(await msg.decode())
+                except ValidationError as error:
+                    await delivery.malformed(kinds[entry.stream], entry, str(error))
+                    return None
+            return await call_next(msg)
 
     router = RedisRouter(middlewares=[ParkMalformed])
 

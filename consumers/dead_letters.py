@@ -8,9 +8,8 @@ from typing import Any, cast
 
 from redis.asyncio import Redis
 
-from consumers.ledger import MailerKeys
+from consumers.ledger import DATA_FIELD, MailerKeys
 
-DATA_FIELD = b"__data__"  # where FastStream keeps a stream message's bytes
 RawEntry = tuple[bytes, dict[bytes, bytes]]
 
 

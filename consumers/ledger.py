@@ -78,6 +78,9 @@ class Decision:
     last_error: str
 
 
+DATA_FIELD = b"__data__"  # the stream entry's field FastStream keeps a message's bytes in
+
+
 @dataclass(frozen=True, slots=True)
 class StreamEntry:
     """One delivery of a message: where it sits, and its raw bytes (for the dead letters)."""
