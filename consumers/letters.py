@@ -23,10 +23,16 @@ def _greeting(display_name: str) -> str:
 
 
 def reset_link(base: str, token: str) -> str:
-    """``base`` with ``token=…`` added to whatever query it already has."""
+    """``base`` with ``#token=…``: a fragment never reaches a server, its logs or a Referer.
+
+    The page at ``base`` reads the token from ``location.hash`` and POSTs it to
+    /v1/auth/reset-password (README, "Mail"). ``base``'s own query is kept as is.
+    """
     parts = urlsplit(base)
-    query = [*parse_qsl(parts.query, keep_blank_values=True), ("token", token)]
-    return urlunsplit(parts._replace(query=urlencode(query)))
+    fragment = [
+        (k, v) for k, v in parse_qsl(parts.fragment, keep_blank_values=True) if k != "token"
+    ]
+    return urlunsplit(parts._replace(fragment=urlencode([*fragment, ("token", token)])))
 
 
 def password_reset_letter(message: PasswordResetRequested, key: bytes, url_base: str) -> Mail:

@@ -36,7 +36,7 @@ pytestmark = pytest.mark.e2e
 ROOT = Path(__file__).resolve().parents[2]
 
 RESET_SUBJECT = "Reset your taskledger password"
-TOKEN = re.compile(re.escape(RESET_URL_BASE) + r"\?token=([A-Za-z0-9_\-.]+)")
+TOKEN = re.compile(re.escape(RESET_URL_BASE) + r"#token=([A-Za-z0-9_\-.]+)")
 
 
 @pytest.fixture

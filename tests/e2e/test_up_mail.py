@@ -15,7 +15,7 @@ from tests.e2e.test_up import Up
 
 pytestmark = pytest.mark.e2e
 
-TOKEN = re.compile(r"[?&]token=([A-Za-z0-9_\-.]+)")
+TOKEN = re.compile(r"[#&]token=([A-Za-z0-9_\-.]+)")
 
 
 def _mails(directory: Path) -> list[EmailMessage]:

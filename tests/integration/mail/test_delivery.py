@@ -41,7 +41,7 @@ from tests.fixtures.mail import (
     taskledger,
 )
 
-TOKEN_LINK = re.compile(re.escape(RESET_URL_BASE) + r"\?token=([A-Za-z0-9_\-.]+)")
+TOKEN_LINK = re.compile(re.escape(RESET_URL_BASE) + r"#token=([A-Za-z0-9_\-.]+)")
 
 
 def _register(identity: Identity, email: str, name: str = "Ada") -> None:
