@@ -8,6 +8,7 @@ from typing import Any
 from uuid import UUID, uuid4
 
 from redis.asyncio import Redis
+from redis.typing import EncodableT, FieldT
 
 from consumers.app import MailerOptions, mailer_router, mailer_streams
 from consumers.dead_letters import DeadLetter
@@ -35,7 +36,7 @@ class BuggyOnceLedger(RedisDeliveryLedger):
         return await super().begin(message_id, owner)
 
 
-def _entry(data: dict[str, Any]) -> dict[bytes, bytes]:
+def _entry(data: dict[str, Any]) -> dict[FieldT, EncodableT]:
     envelope = {"headers": {"content-type": "application/json"}, "data": data}
     return {DATA_FIELD: json.dumps(envelope).encode()}
 
