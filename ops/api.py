@@ -15,12 +15,18 @@ from commands.http import auth as auth_commands
 from commands.http import tasks as task_commands
 from ops import health
 from ops.audit import open_audit_logs
-from ops.bootstrap import WriteSide, build_auth, build_write_side
+from ops.bootstrap import (
+    API_REDIS_TIMEOUT,
+    WriteSide,
+    build_auth,
+    build_write_side,
+    redis_client,
+)
 from ops.http import BodyLimitMiddleware, RequestIdMiddleware, install_error_handlers
 from ops.metrics import router as metrics_router
 from ops.observability import ObservabilityMiddleware, configure_tracing
 from ops.queries import open_query_side
-from ops.settings import InvalidSetting, Settings
+from ops.settings import Settings
 from queries.history import http as task_history
 from queries.http import tasks as task_queries
 from queries.http import users as user_queries
@@ -30,7 +36,7 @@ Routes = Literal["auth", "tasks", "all"]
 
 
 def readiness_probes(
-    write_side: WriteSide, redis: Redis | None, mongo: AsyncMongoClient[Any] | None = None
+    write_side: WriteSide, redis: Redis, mongo: AsyncMongoClient[Any] | None = None
 ) -> dict[str, health.Probe]:
     """What /health/ready checks: the event store (both logs), Redis, and MongoDB when the
     process reads from it (pass the read side's client)."""
@@ -40,8 +46,6 @@ def readiness_probes(
         await run_in_threadpool(write_side.tasks.recorder.max_notification_id)
 
     async def redis_answers() -> None:
-        if redis is None:
-            raise RuntimeError("TASKLEDGER_REDIS_URL is not set")
         await redis.ping()
 
     probes: dict[str, health.Probe] = {"event_store": event_store, "redis": redis_answers}
@@ -60,45 +64,35 @@ def build_api(settings: Settings, routes: Routes = "all") -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        async with AsyncExitStack() as stack, _lifespan(app, stack):
-            yield
-
-    @asynccontextmanager
-    async def _lifespan(app: FastAPI, stack: AsyncExitStack) -> AsyncIterator[None]:
-        if not settings.redis_url:
-            # `taskledger up` starts an embedded Redis and sets the URL; a bare API must be told.
-            raise InvalidSetting(
-                "invalid setting TASKLEDGER_REDIS_URL: not set; sessions and rate limits "
-                "live in Redis"
+        # Each resource is handed to the stack as soon as it is open: when a later one fails
+        # to open (MongoDB, the audit logs), the earlier ones are closed all the same.
+        async with AsyncExitStack() as stack:
+            # One Redis client (one pool) for sessions, rate limits, caches and write positions.
+            redis = redis_client(settings, timeout=API_REDIS_TIMEOUT, retries=0)
+            stack.push_async_callback(redis.aclose)
+            write_side = build_write_side(settings)
+            stack.callback(write_side.close)
+            app.state.identity = write_side.identity
+            app.state.tasks = write_side.tasks
+            app.state.redis = redis
+            auth = build_auth(settings, write_side.identity, redis)
+            app.state.accounts = auth.accounts
+            app.state.authenticator = auth.sessions
+            # The Identity store answers for users the users projection has not reached yet.
+            event_store_users = EventStoreUserDirectory(write_side.identity)
+            query_side = await stack.enter_async_context(
+                open_query_side(settings, redis, fallback_users=event_store_users)
             )
-        write_side = build_write_side(settings)
-        app.state.identity = write_side.identity
-        app.state.tasks = write_side.tasks
-        redis = Redis.from_url(settings.redis_url)
-        app.state.redis = redis
-        auth = build_auth(settings, write_side.identity, redis)
-        app.state.accounts = auth.accounts
-        app.state.authenticator = auth.sessions
-        # The Identity store answers for users the users projection has not reached yet.
-        event_store_users = EventStoreUserDirectory(write_side.identity)
-        query_side = await stack.enter_async_context(
-            open_query_side(settings, fallback_users=event_store_users)
-        )
-        app.state.write_tracker = query_side.write_positions
-        app.state.task_queries = query_side.task_queries
-        app.state.user_directory = query_side.user_directory or event_store_users
-        app.state.readiness = readiness_probes(write_side, redis, query_side.mongo)
-        # History and as_of read the Tasks store through their own handle, not the write side.
-        audit = open_audit_logs(settings, ["Tasks"] if routes in ("tasks", "all") else [])
-        if "Tasks" in audit.logs:
-            app.state.task_history = audit.task_history()
-        try:
+            app.state.write_tracker = query_side.write_positions
+            app.state.task_queries = query_side.task_queries
+            app.state.user_directory = query_side.user_directory or event_store_users
+            app.state.readiness = readiness_probes(write_side, redis, query_side.mongo)
+            # History and as_of read the Tasks store through their own handle, not the write side.
+            audit = open_audit_logs(settings, ["Tasks"] if routes in ("tasks", "all") else [])
+            stack.callback(audit.close)
+            if "Tasks" in audit.logs:
+                app.state.task_history = audit.task_history()
             yield
-        finally:
-            audit.close()
-            if redis is not None:
-                await redis.aclose()
-            write_side.close()
 
     app = FastAPI(
         title="taskledger",

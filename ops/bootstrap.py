@@ -12,6 +12,8 @@ from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
 from redis.asyncio import Redis
+from redis.asyncio.retry import Retry
+from redis.backoff import ExponentialBackoff
 
 from commands.auth.accounts import Accounts
 from commands.auth.passwords import Argon2Hasher
@@ -22,7 +24,7 @@ from commands.auth.tokens import JwtTokens, signing_key
 from commands.identity import Identity
 from commands.tasks import Tasks
 from domain.reset_tokens import reset_key
-from ops.settings import Settings
+from ops.settings import InvalidSetting, Settings
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,3 +122,36 @@ def build_auth(settings: Settings, identity: Identity, redis: Redis) -> Auth:
         reset_ttl=timedelta(seconds=settings.reset_token_ttl),
     )
     return Auth(accounts, sessions)
+
+
+# Every Redis client has socket timeouts, so a hung Redis costs a bounded wait, never a worker.
+# The API's: sub-second and no retries (a read falls back to MongoDB, a command answers 503).
+# Workers' (projector, mailer, CLI): longer, with retries; they are not answering anyone.
+API_REDIS_TIMEOUT = 0.5
+WORKER_REDIS_TIMEOUT = 5.0
+WORKER_REDIS_RETRIES = 3
+
+
+def redis_url(settings: Settings) -> str:
+    if not settings.redis_url:
+        # `taskledger up` starts an embedded Redis and sets the URL; other processes must be told.
+        raise InvalidSetting(
+            "invalid setting TASKLEDGER_REDIS_URL: not set; sessions, rate limits, caches and "
+            "mail streams live in Redis"
+        )
+    return settings.redis_url
+
+
+def redis_client(
+    settings: Settings,
+    *,
+    timeout: float = WORKER_REDIS_TIMEOUT,
+    retries: int = WORKER_REDIS_RETRIES,
+) -> Redis:
+    """A redis.asyncio client (not connected yet) on TASKLEDGER_REDIS_URL."""
+    return Redis.from_url(
+        redis_url(settings),
+        socket_timeout=timeout,
+        socket_connect_timeout=timeout,
+        retry=Retry(ExponentialBackoff(cap=1.0, base=0.05), retries),
+    )

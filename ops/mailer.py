@@ -24,7 +24,8 @@ from consumers.retry import RetryPolicy
 from consumers.smtp import SmtpMailer
 from consumers.streams import RedisStreamKeeper
 from domain.reset_tokens import reset_key
-from ops.messaging import build_broker, integration_stream_prefix, redis_url
+from ops.bootstrap import redis_client
+from ops.messaging import build_broker, integration_stream_prefix
 from ops.settings import InvalidSetting, Settings
 
 LEASE_MARGIN = 5.0  # seconds a lease outlives the longest SMTP conversation
@@ -76,7 +77,7 @@ def build_mailer(
 ) -> MailerProcess:
     """Nothing connects here: the broker connects when the app (or ``start``) runs."""
     name = consumer or consumer_name()
-    redis = Redis.from_url(redis_url(settings))
+    redis = redis_client(settings)
     delivery = MailDelivery(
         ledger=ledger(settings, redis),
         mailer=mailer or smtp_mailer(settings),
@@ -155,7 +156,7 @@ def asyncapi_document(settings: Settings) -> Specification:
     """The mailer's subscribers as AsyncAPI 3.0; builds them, connects to nothing."""
     if settings.redis_url is None:  # the document names a server; none is contacted
         settings = settings.model_copy(update={"redis_url": "redis://localhost:6379/0"})
-    redis = Redis.from_url(redis_url(settings))
+    redis = redis_client(settings)
     shapes_only = MailDelivery(
         ledger=ledger(settings, redis),
         mailer=InMemoryMailer(),

@@ -15,7 +15,8 @@ from typing import TYPE_CHECKING, Any
 from faststream.redis import RedisBroker
 from faststream.redis.parser import MessageFormat
 
-from ops.settings import InvalidSetting, Settings
+from ops.bootstrap import redis_url
+from ops.settings import Settings
 
 if TYPE_CHECKING:
     from fast_depends.library.serializer import SerializerProto
@@ -70,12 +71,6 @@ class PlainJsonFormat(MessageFormat):
 def integration_stream_prefix(settings: Settings) -> str:
     """Streams are named ``{prefix}integration:{MessageType}``: one stream per message type."""
     return f"{settings.redis_prefix}integration:"
-
-
-def redis_url(settings: Settings) -> str:
-    if settings.redis_url is None:
-        raise InvalidSetting("invalid setting TASKLEDGER_REDIS_URL: not set")
-    return settings.redis_url
 
 
 def build_broker(settings: Settings, **options: Any) -> RedisBroker:

@@ -20,7 +20,7 @@ from redis.asyncio import Redis
 
 from commands.identity import Identity
 from commands.tasks import Tasks
-from ops.bootstrap import event_store_env
+from ops.bootstrap import event_store_env, redis_client
 from ops.read_models import READ_MODELS
 from ops.relay import mail_relay
 from ops.settings import InvalidSetting, Settings
@@ -115,7 +115,7 @@ class ReadSide:
 @asynccontextmanager
 async def open_read_side(settings: Settings) -> AsyncIterator[ReadSide]:
     mongo = mongo_client(settings)
-    redis = Redis.from_url(settings.redis_url) if settings.redis_url else None
+    redis = redis_client(settings) if settings.redis_url else None
     env = event_store_env(settings)
     logs: dict[str, EventsourcingLog] = {}
     try:

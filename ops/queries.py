@@ -1,7 +1,8 @@
-"""The API's read side: clients with short timeouts, and the objects the query routes use.
+"""The API's read side: the MongoDB client, and the objects the query routes use.
 
-Reads must answer fast or fall back: Redis gets sub-second socket timeouts (a miss is cheap),
-MongoDB a short server selection (its absence is a quick 503, not a hung request).
+Reads must answer fast or fall back: Redis (the API's one client) has sub-second socket
+timeouts (a miss is cheap), MongoDB a short server selection (its absence is a quick 503, not
+a hung request).
 """
 
 from __future__ import annotations
@@ -13,8 +14,6 @@ from typing import Any
 
 from pymongo import AsyncMongoClient
 from redis.asyncio import Redis
-from redis.asyncio.retry import Retry
-from redis.backoff import NoBackoff
 
 from ops.settings import Settings
 from projections.aliases import LiveGenerations, MongoAliasRegistry
@@ -27,7 +26,6 @@ from queries.tasks.reads import TaskQueries
 from queries.users.mongo import MongoUserDirectory
 from queries.users.ports import UserDirectory
 
-REDIS_TIMEOUT = 0.5
 MONGO_SELECTION_MS = 1500
 
 
@@ -39,22 +37,12 @@ class QuerySide:
     user_directory: UserDirectory | None
 
 
-def read_redis(settings: Settings) -> Redis:
-    assert settings.redis_url is not None
-    # No retries either: a read that cannot reach Redis goes to MongoDB at once.
-    return Redis.from_url(
-        settings.redis_url,
-        socket_timeout=REDIS_TIMEOUT,
-        socket_connect_timeout=REDIS_TIMEOUT,
-        retry=Retry(NoBackoff(), 0),
-    )
-
-
 @asynccontextmanager
 async def open_query_side(
-    settings: Settings, fallback_users: UserDirectory | None = None
+    settings: Settings, redis: Redis, fallback_users: UserDirectory | None = None
 ) -> AsyncIterator[QuerySide]:
-    redis = read_redis(settings)
+    """The read side on the process's Redis client (build it with ops.bootstrap.redis_client
+    and the API's sub-second timeouts: a read that cannot reach Redis falls back to MongoDB)."""
     positions = RedisWritePositions(redis, settings.redis_prefix)
     mongo: AsyncMongoClient[dict[str, Any]] | None = None
     try:
@@ -86,4 +74,3 @@ async def open_query_side(
     finally:
         if mongo is not None:
             await mongo.close()
-        await redis.aclose()

@@ -9,15 +9,14 @@ from typing import Annotated, TypeVar
 
 import redis.exceptions
 import typer
-from redis.asyncio import Redis
 from rich.console import Console
 from rich.table import Table
 
 from consumers.dead_letters import RedisDeadLetters
+from ops.bootstrap import redis_client
 from ops.cli.environment import EXIT_BAD_SETTING, settings_or_exit
 from ops.cli.instants import refuse
 from ops.mailer import asyncapi_document, dead_letters
-from ops.messaging import redis_url
 from ops.settings import InvalidSetting, Settings
 
 app = typer.Typer(
@@ -35,7 +34,7 @@ Ids = Annotated[list[str] | None, typer.Argument(help="Dead-letter entry ids (se
 
 def _with_dead_letters(settings: Settings, work: Callable[[RedisDeadLetters], Awaitable[T]]) -> T:
     async def run() -> T:
-        client = Redis.from_url(redis_url(settings))
+        client = redis_client(settings)
         try:
             return await work(dead_letters(settings, client))
         finally:

@@ -9,6 +9,7 @@ address book without mailing anyone twice (the consumers' de-dup memory outlives
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -25,9 +26,19 @@ from projections.mail_relay.messages import (
     PasswordResetRequested,
     UserRegistered,
 )
+from projections.mail_relay.metrics import (
+    EXPIRED,
+    MAIL_SKIPPED,
+    RESET_KIND,
+    TOO_OLD,
+    WELCOME_KIND,
+)
 
 NAME = "mail_relay"
+VERSION = 1
 MESSAGE_NAMESPACE = uuid5(NAMESPACE_URL, "https://taskledger.dev/integration-message")
+
+log = logging.getLogger("taskledger.mail_relay")
 
 REGISTERED = "domain.identity:User.Registered"
 RESET_REQUESTED = "domain.identity:User.PasswordResetRequested"
@@ -58,9 +69,9 @@ class MailRelayProjector:
     contacts: Contacts
     stream_prefix: str
     window: timedelta
-    version: int
     clock: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
     name: str = NAME
+    version: int = VERSION
     upstreams: Sequence[str] = ("Identity",)
     topics: Sequence[str] = TOPICS
 
@@ -88,7 +99,7 @@ class MailRelayProjector:
                         display_name=event.display_name,
                     )
                 )
-                if self._recent(env, now):
+                if self._worth_mailing(env, now, WELCOME_KIND):
                     outgoing.append(
                         UserRegistered(
                             user_id=user_id,
@@ -105,8 +116,8 @@ class MailRelayProjector:
                 )
             elif env.topic == RESET_REQUESTED:
                 expires_at = _aware(datetime.fromisoformat(event.expires_at))
-                if not self._recent(env, now) or expires_at <= now:
-                    continue  # the link could no longer work: nothing worth mailing
+                if not self._worth_mailing(env, now, RESET_KIND, expires_at):
+                    continue
                 contact = book.get(user_id)
                 if contact is None:
                     raise UnknownRecipientError(f"no registration seen for user {user_id}")
@@ -122,8 +133,27 @@ class MailRelayProjector:
                 )
         await self._commit(changes, outgoing)
 
-    def _recent(self, env: Envelope, now: datetime) -> bool:
-        return _aware(env.timestamp) > now - self.window
+    def _worth_mailing(
+        self, env: Envelope, now: datetime, kind: str, expires_at: datetime | None = None
+    ) -> bool:
+        """Not past the window, nor a link that could no longer work; a skip leaves a trace."""
+        if _aware(env.timestamp) <= now - self.window:
+            reason = TOO_OLD
+        elif expires_at is not None and expires_at <= now:
+            reason = EXPIRED
+        else:
+            return True
+        MAIL_SKIPPED.labels(kind, reason).inc()
+        # The user id, never the address or anything a token could be derived from.
+        log.warning(
+            "%s mail not published (%s): user %s, event at position %d",
+            kind,
+            reason,
+            env.originator_id,
+            env.position,
+            extra={"mail_kind": kind, "skip_reason": reason, "user_id": str(env.originator_id)},
+        )
+        return False
 
     @staticmethod
     def _common(env: Envelope) -> dict[str, Any]:
@@ -176,7 +206,6 @@ class MailRelay:
             contacts=self._contacts(generation),
             stream_prefix=self.stream_prefix,
             window=self.window,
-            version=generation,
         )
 
     async def drop(self, generation: int) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import json
+import logging
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
@@ -12,6 +13,7 @@ from typing import Any
 from uuid import UUID, uuid4
 
 import pytest
+from prometheus_client import REGISTRY
 from redis.asyncio import Redis
 
 from commands.identity import Identity
@@ -186,6 +188,55 @@ async def test_nothing_outside_the_window_or_already_expired_is_published(
     ]
     await now.apply(expired)
     assert len(await _published(settings, redis, "PasswordResetRequested")) == 1
+
+
+def _skipped(kind: str, reason: str) -> float:
+    sample = REGISTRY.get_sample_value(
+        "taskledger_mail_skipped_total", {"kind": kind, "reason": reason}
+    )
+    return sample or 0.0
+
+
+async def test_every_skipped_mail_is_logged_and_counted_without_the_address(
+    settings: Settings, write: WriteSide, redis: Redis, caplog: pytest.LogCaptureFixture
+) -> None:
+    user_id = _register(write.identity, "gone@example.com", "Gone")
+    write.identity.request_password_reset(
+        "gone@example.com", ttl=timedelta(minutes=30), meta=meta(None, "req")
+    )
+    [registered, reset] = _envelopes(settings)
+    expired = replace(
+        reset,
+        originator_version=99,
+        event=_with_expiry(reset, datetime.now(UTC) - timedelta(seconds=1)),
+    )
+    before = {
+        key: _skipped(*key)
+        for key in (
+            ("welcome", "older_than_window"),
+            ("password_reset", "older_than_window"),
+            ("password_reset", "expired"),
+        )
+    }
+    caplog.set_level(logging.WARNING, logger="taskledger.mail_relay")
+    later = _projector(settings, redis)
+    later.clock = lambda: datetime.now(UTC) + timedelta(days=2)
+    await later.start()
+    await later.apply([registered, reset])
+    now = _projector(settings, redis)
+    await now.apply([expired])
+
+    assert {key: _skipped(*key) - count for key, count in before.items()} == {
+        ("welcome", "older_than_window"): 1,
+        ("password_reset", "older_than_window"): 1,
+        ("password_reset", "expired"): 1,
+    }
+    warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 3
+    assert all(str(user_id) in r.getMessage() for r in warnings)
+    logged = caplog.text + "".join(repr(r.__dict__) for r in caplog.records)
+    assert "gone@example.com" not in logged
+    assert later.version == _projector(settings, redis, generation=2).version == 1
 
 
 def _with_expiry(envelope: Envelope, expires_at: datetime) -> object:

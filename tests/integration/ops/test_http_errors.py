@@ -6,6 +6,7 @@ reach the root logger (and pytest's capture) exactly like ours.
 
 from __future__ import annotations
 
+import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -124,3 +125,25 @@ def test_login_while_redis_is_down_is_a_503_not_a_500(
     assert response.status_code == 503, response.text
     assert response.json()["dependency"] == "redis"
     assert "retry-after" in response.headers
+
+
+def test_login_while_redis_hangs_is_a_503_not_a_hung_request(tmp_path: Path) -> None:
+    # The kernel completes connections to a listening socket nobody accepts from: a Redis that
+    # takes requests and never answers. Without socket timeouts the login would wait forever.
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(64)
+        hung = make_settings(
+            tmp_path,
+            f"sqlite:///{tmp_path / 'events.sqlite'}",
+            f"redis://127.0.0.1:{silent.getsockname()[1]}/0",
+            "unused:",
+        )
+        with serving(build_api(hung)) as client:
+            response = client.post(
+                "/v1/auth/login",
+                json={"email": "someone@example.com", "password": "whatever-123"},
+                timeout=20,
+            )
+    assert response.status_code == 503, response.text
+    assert response.json()["dependency"] == "redis"

@@ -17,8 +17,8 @@ import httpx
 import pytest
 from pymongo import AsyncMongoClient
 
+from ops.bootstrap import API_REDIS_TIMEOUT, redis_client
 from ops.engines import Daemon, embedded_redis, free_port, mongo_url_for, secantus
-from ops.queries import read_redis
 from ops.settings import Settings
 from projections.aliases import LiveGenerations, MongoAliasRegistry
 from projections.checkpoints import MongoCheckpointStore
@@ -60,7 +60,7 @@ async def test_redis_stopped_lists_and_counters_answer_from_mongodb(
         mongo_url=mongo_url,
         read_your_writes_timeout=1.0,
     )
-    redis = read_redis(settings)
+    redis = redis_client(settings, timeout=API_REDIS_TIMEOUT, retries=0)
     mongo: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(mongo_url, tz_aware=True)
     db = mongo.get_default_database()
     history = TaskHistory()
