@@ -9,12 +9,13 @@ re-applying any batch changes nothing.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol
 from uuid import UUID
 
 from redis.asyncio import Redis
 from redis.asyncio.client import Pipeline
+from redis.commands.core import AsyncScript
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,7 +39,7 @@ class Contacts(Protocol):
         """The known contacts among ``user_ids``; unknown ids are absent."""
         ...
 
-    def record(self, pipe: Pipeline, changes: Sequence[ContactChange]) -> None:
+    async def record(self, pipe: Pipeline, changes: Sequence[ContactChange]) -> None:
         """Queue the changes on ``pipe``, so they commit with the batch's messages."""
         ...
 
@@ -61,6 +62,11 @@ return 1
 class RedisContacts:
     redis: Redis
     namespace: str  # e.g. "tl:rm:mail_relay:v1:"
+    _record: AsyncScript = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        # EVALSHA from then on; the pipeline loads the script first if the server lacks it.
+        object.__setattr__(self, "_record", self.redis.register_script(_RECORD))
 
     def _key(self, user_id: UUID) -> str:
         return f"{self.namespace}contact:{user_id}"
@@ -78,14 +84,14 @@ class RedisContacts:
             if email is not None
         }
 
-    def record(self, pipe: Pipeline, changes: Sequence[ContactChange]) -> None:
+    async def record(self, pipe: Pipeline, changes: Sequence[ContactChange]) -> None:
         for change in changes:
             fields: list[str] = [str(change.version)]
             if change.email is not None:
                 fields += ["email", change.email]
             if change.display_name is not None:
                 fields += ["display_name", change.display_name]
-            pipe.eval(_RECORD, 1, self._key(change.user_id), *fields)
+            await self._record(keys=[self._key(change.user_id)], args=fields, client=pipe)
 
     async def drop(self) -> None:
         batch: list[bytes] = []

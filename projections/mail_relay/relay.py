@@ -171,7 +171,7 @@ class MailRelayProjector:
             return
         # One round trip, one transaction: the address book and the messages of a batch.
         pipe = self.redis.pipeline(transaction=True)
-        self.contacts.record(pipe, changes)
+        await self.contacts.record(pipe, changes)
         for message in outgoing:
             await self.broker.publish(
                 message,
