@@ -25,7 +25,7 @@ from ops.read_models import READ_MODELS
 from ops.relay import mail_relay
 from ops.settings import InvalidSetting, Settings
 from projections.aliases import MongoAliasRegistry
-from projections.checkpoints import MongoCheckpointStore
+from projections.checkpoints import CheckpointsByProjection, MongoCheckpointStore
 from projections.envelope import Projection
 from projections.host import ProjectionHost
 from projections.log import EventsourcingLog, watch
@@ -83,14 +83,20 @@ class ReadSide:
     settings: Settings
     clients: ReadClients
     logs: dict[str, EventsourcingLog]
-    checkpoints: MongoCheckpointStore
+    # Each projection's checkpoints where its read model lives: Redis-only ones in Redis.
+    checkpoints: CheckpointsByProjection
     parked: MongoParkedEvents
     aliases: MongoAliasRegistry
 
     def projections(self) -> list[Projection]:
-        return all_projections(self.settings, self.clients)
+        made = all_projections(self.settings, self.clients)
+        for projection in made:
+            self.checkpoints.add(projection, projection.name)
+        return made
 
     def host(self, projections: Sequence[Projection]) -> ProjectionHost:
+        for projection in projections:
+            self.checkpoints.add(projection, projection.name)
         return ProjectionHost(
             projections,
             self.logs,
@@ -127,7 +133,7 @@ async def open_read_side(settings: Settings) -> AsyncIterator[ReadSide]:
             settings=settings,
             clients=ReadClients(mongo=mongo, db=db, redis=redis),
             logs=logs,
-            checkpoints=MongoCheckpointStore(db),
+            checkpoints=CheckpointsByProjection(MongoCheckpointStore(db)),
             parked=MongoParkedEvents(db),
             aliases=MongoAliasRegistry(db),
         )

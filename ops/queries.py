@@ -17,7 +17,6 @@ from redis.asyncio import Redis
 
 from ops.settings import Settings
 from projections.aliases import LiveGenerations, MongoAliasRegistry
-from projections.checkpoints import MongoCheckpointStore
 from projections.task_list.mongo import MongoTaskReadModel
 from projections.task_list.redis import RedisPageCache
 from projections.task_stats.redis import RedisTaskStats
@@ -59,7 +58,6 @@ async def open_query_side(
             stats=RedisTaskStats(redis, settings.redis_prefix),
             cache=RedisPageCache(redis, settings.redis_prefix),
             positions=positions,
-            checkpoints=MongoCheckpointStore(db),
             generations=generations,
             timeout=settings.read_your_writes_timeout,
         )

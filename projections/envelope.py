@@ -41,9 +41,10 @@ class Projector(Protocol):
       the same events are applied again, so stale writes must be ignored (version guards).
     - If ``apply`` raises, the runner retries the batch one event at a time; an event that
       still raises is parked (``projection_parked``) and skipped. Errors that mean "a server
-      is unreachable" (see runner.is_transient: pymongo ConnectionFailure, redis
-      ConnectionError/TimeoutError, OSError) are never parked: the runner backs off and
-      re-applies from its last checkpoint.
+      is unreachable or cannot take writes now" (see runner.is_transient: connection
+      failures and timeouts, failovers, read-only or out-of-memory Redis, write concern
+      errors) are never parked: the runner backs off and re-applies from its last checkpoint.
+      Nor are more than ``Pacing.park_breaker`` events in a row failing with one error type.
     """
 
     name: str

@@ -20,10 +20,10 @@ import time
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from projections.aliases import Alias, AliasRegistry
-from projections.checkpoints import CheckpointStore
+from projections.checkpoints import CheckpointStore, checkpoints_of
 from projections.envelope import Projection
 from projections.log import NotificationLog
 from projections.parked import ParkedEvents
@@ -33,6 +33,11 @@ log = logging.getLogger(__name__)
 
 RESTART_MIN = 1.0
 RESTART_MAX = 30.0
+# A worker without a heartbeat for this long is taken for dead (rebuilds stop waiting for it,
+# retiring generations it tailed may be dropped). Stopping a runner takes at most
+# STOP_TIMEOUT, with heartbeats meanwhile, so a slow stop never looks like a dead worker.
+STALE_WORKER = 10.0
+STOP_TIMEOUT = 5.0
 
 
 def worker_id() -> str:
@@ -65,7 +70,11 @@ class ProjectionHost:
         pacing: Pacing | None = None,
         refresh: float = 0.5,
         worker: str | None = None,
+        stop_timeout: float = STOP_TIMEOUT,
+        stale_worker: float = STALE_WORKER,
     ) -> None:
+        if stop_timeout >= stale_worker:
+            raise ValueError("stop_timeout must be shorter than stale_worker")
         names = [p.name for p in projections]
         if len(set(names)) != len(names):
             raise ValueError(f"projection names must be unique: {names}")
@@ -79,6 +88,9 @@ class ProjectionHost:
         self.worker = worker or worker_id()
         self._running: dict[tuple[str, int], _Running] = {}
         self._failures: dict[tuple[str, int], tuple[int, float]] = {}  # count, retry at
+        self.stop_timeout = stop_timeout
+        self.stale_worker = stale_worker
+        self._epochs: dict[str, int] = {}  # alias epochs of the last heartbeat
 
     def tailing(self) -> list[tuple[str, int]]:
         return sorted(self._running)
@@ -131,20 +143,28 @@ class ProjectionHost:
                 running.runner.live = live
                 if live:
                     await running.runner.report_parked()
+        self._epochs = {name: alias.epoch for name, alias in aliases.items()}
+        await self._heartbeat()
         for name, alias in aliases.items():
             for retiring in alias.retiring:
-                if retiring.drop_after <= now and (name, retiring.generation) not in self._running:
-                    await drop_generation(
-                        self.projections[name],
-                        retiring.generation,
-                        self.checkpoints,
-                        self.parked,
-                        self.aliases,
-                    )
+                if retiring.drop_after > now or (name, retiring.generation) in self._running:
+                    continue
+                if await tailed_elsewhere(
+                    self.aliases, name, retiring.generation, self.worker, self.stale_worker
+                ):
+                    continue  # another projector process still tails it: next pass
+                await drop_generation(
+                    self.projections[name],
+                    retiring.generation,
+                    self.checkpoints,
+                    self.parked,
+                    self.aliases,
+                )
+
+    async def _heartbeat(self, stopping: tuple[str, int] | None = None) -> None:
+        tailing = [*self._running, *([stopping] if stopping else [])]
         await self.aliases.heartbeat(
-            self.worker,
-            {name: alias.epoch for name, alias in aliases.items()},
-            [f"{name}:{generation}" for name, generation in self._running],
+            self.worker, self._epochs, [f"{name}:{generation}" for name, generation in tailing]
         )
 
     def _start(self, key: tuple[str, int], live: bool) -> _Running:
@@ -186,12 +206,22 @@ class ProjectionHost:
     async def _stop(self, key: tuple[str, int]) -> None:
         running = self._running.pop(key)
         running.stop.set()
-        try:
-            await asyncio.wait_for(asyncio.shield(running.task), 30)
-        except TimeoutError:
-            running.task.cancel()
-        except Exception as exc:
-            log.warning("%s v%d ended with %r", *key, exc)
+        # Still tailing until the runner returns: say so, or a rebuild waiting for this
+        # worker would take its silence for death and reset under a live writer.
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.stop_timeout
+        while not running.task.done():
+            left = deadline - loop.time()
+            if left <= 0:
+                running.task.cancel()
+                break
+            with contextlib.suppress(TimeoutError, Exception):
+                await asyncio.wait_for(asyncio.shield(running.task), min(left, self.refresh))
+            if not running.task.done():
+                with contextlib.suppress(Exception):
+                    await self._heartbeat(stopping=key)
+        if not running.task.cancelled() and running.task.done() and running.task.exception():
+            log.warning("%s v%d ended with %r", *key, running.task.exception())
         with contextlib.suppress(asyncio.CancelledError, Exception):
             await running.task
         if running.runner.live:
@@ -208,7 +238,16 @@ async def drop_generation(
 ) -> None:
     """Remove a retired generation: data first, bookkeeping last, so a crash just repeats it."""
     await projection.drop(generation)
-    await checkpoints.reset(projection.name, generation)
+    await checkpoints_of(projection, checkpoints).reset(projection.name, generation)
     await parked.forget(projection.name, generation)
     await aliases.retired(projection.name, generation)
     log.info("dropped %s v%d", projection.name, generation)
+
+
+async def tailed_elsewhere(
+    aliases: AliasRegistry, name: str, generation: int, me: str, stale_worker: float
+) -> bool:
+    """Whether a projector process other than ``me`` has said lately that it tails it."""
+    since = datetime.now(UTC) - timedelta(seconds=stale_worker)
+    tag = f"{name}:{generation}"
+    return any(w.id != me and tag in w.tailing for w in await aliases.workers(since))

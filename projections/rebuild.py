@@ -20,9 +20,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from projections.aliases import ALIAS_CACHE_TTL, AliasRegistry
-from projections.checkpoints import CheckpointStore
+from projections.checkpoints import CheckpointStore, checkpoints_of
 from projections.envelope import Projection
-from projections.host import drop_generation, projector_version
+from projections.host import STALE_WORKER, drop_generation, projector_version, tailed_elsewhere
 from projections.log import NotificationLog
 from projections.parked import ParkedEvents
 from projections.runner import Pacing, Progress, ProjectionRunner
@@ -63,7 +63,7 @@ class Rebuild:
         pacing: Pacing | None = None,
         grace: float = 10.0,
         host_refresh: float = 0.5,
-        stale_worker: float = 10.0,
+        stale_worker: float = STALE_WORKER,
         on_progress: Callable[[Progress], None] | None = None,
         on_phase: Callable[[Phase], None] | None = None,
     ) -> None:
@@ -131,6 +131,8 @@ class Rebuild:
         now = datetime.now(UTC)
         for retiring in alias.retiring:
             if retiring.drop_after <= now:
+                if not await self._let_go(projection.name, retiring.generation):
+                    continue  # a projector process still tails it; it drops it when done
                 await drop_generation(
                     projection, retiring.generation, self.checkpoints, self.parked, self.aliases
                 )
@@ -145,13 +147,24 @@ class Rebuild:
         self._phase(projection, generation, "waiting for workers")
         await self._wait_for_workers(name, generation, alias.epoch)
         await projection.drop(generation)
-        await self.checkpoints.reset(name, generation)
+        # Bumps the epoch too: a writer we waited for in vain cannot advance past the reset.
+        await checkpoints_of(projection, self.checkpoints).reset(name, generation)
         await self.parked.forget(name, generation)
         self._phase(projection, generation, "building")
         await self._runner(projection, generation).catch_up()
         await self.aliases.resume(name, version)
         self._phase(projection, generation, "done")
         return Rebuilt(name, generation, None, False, await self.parked.count(name, generation))
+
+    async def _let_go(self, name: str, generation: int) -> bool:
+        """Wait a little for projector processes to stop tailing a due generation."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.stale_worker
+        while await tailed_elsewhere(self.aliases, name, generation, "", self.stale_worker):
+            if loop.time() > deadline:
+                return False
+            await asyncio.sleep(min(0.1, self.host_refresh / 2))
+        return True
 
     async def _wait_for_workers(self, name: str, generation: int, epoch: int) -> None:
         """Until every live projector process has seen the pause and stopped tailing."""

@@ -11,7 +11,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import logging
+import re
+import socket
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -21,7 +24,7 @@ import pymongo.errors
 import redis.exceptions
 
 from projections import metrics
-from projections.checkpoints import CheckpointStore
+from projections.checkpoints import CheckpointStore, StaleCheckpointError, checkpoints_of
 from projections.envelope import Envelope, Projection, Projector
 from projections.event_context import bind_event_context
 from projections.log import LogSignal, NotificationLog, Undecodable
@@ -33,16 +36,80 @@ log = logging.getLogger(__name__)
 LAG_SECONDS_EVERY = 1.0
 
 
-def is_transient(exc: BaseException) -> bool:
-    """A server that does not answer: retry later, never park the event."""
-    return isinstance(
+# Replies of a Redis that is there but cannot take writes now (failover, loading, memory).
+_REDIS_BUSY = re.compile(r"^(?:.*?-)?(OOM|BUSY|MASTERDOWN|CLUSTERDOWN|LOADING|TRYAGAIN|READONLY)\b")
+
+# MongoDB codes of a primary going away or a node that cannot take writes now.
+_MONGO_NOT_NOW = frozenset(
+    {
+        6,  # HostUnreachable
+        7,  # HostNotFound
+        89,  # NetworkTimeout
+        91,  # ShutdownInProgress
+        189,  # PrimarySteppedDown
+        262,  # ExceededTimeLimit
+        9001,  # SocketException
+        10107,  # NotWritablePrimary
+        11600,  # InterruptedAtShutdown
+        11602,  # InterruptedDueToReplStateChange
+        13435,  # NotPrimaryNoSecondaryOk
+        13436,  # NotPrimaryOrSecondary
+        50,  # MaxTimeMSExpired
+    }
+)
+
+# OS errors of an unreachable peer; others (a missing file, a permission) would retry forever.
+_UNREACHABLE = frozenset(
+    {
+        errno.ENETUNREACH,
+        errno.ENETDOWN,
+        errno.EHOSTUNREACH,
+        errno.EHOSTDOWN,
+        errno.ETIMEDOUT,
+        errno.ECONNABORTED,
+        errno.ECONNREFUSED,
+        errno.ECONNRESET,
+        errno.EPIPE,
+    }
+)
+
+
+def _mongo_transient(exc: pymongo.errors.PyMongoError) -> bool:
+    if isinstance(
         exc,
-        pymongo.errors.ConnectionFailure
-        | redis.exceptions.ConnectionError
-        | redis.exceptions.TimeoutError
-        | OSError
-        | TimeoutError,
-    )
+        pymongo.errors.ConnectionFailure  # AutoReconnect, NotPrimaryError, timeouts
+        | pymongo.errors.ExecutionTimeout
+        | pymongo.errors.WTimeoutError
+        | pymongo.errors.WriteConcernError,
+    ):
+        return True
+    if exc.has_error_label("RetryableWriteError"):
+        return True
+    if isinstance(exc, pymongo.errors.BulkWriteError):
+        details = exc.details or {}
+        if details.get("writeConcernErrors"):
+            return True
+        return any(error.get("code") in _MONGO_NOT_NOW for error in details.get("writeErrors", ()))
+    return isinstance(exc, pymongo.errors.OperationFailure) and exc.code in _MONGO_NOT_NOW
+
+
+def is_transient(exc: BaseException) -> bool:
+    """A server that does not answer, or cannot take writes now: retry later, never park."""
+    if isinstance(exc, pymongo.errors.PyMongoError):
+        return _mongo_transient(exc)
+    if isinstance(exc, redis.exceptions.ConnectionError | redis.exceptions.TimeoutError):
+        return True  # BusyLoadingError included
+    if isinstance(exc, redis.exceptions.ResponseError):  # ReadOnlyError, OOM, failover replies
+        return isinstance(exc, redis.exceptions.ReadOnlyError) or bool(
+            _REDIS_BUSY.match(str(exc).lstrip())
+        )
+    if isinstance(exc, RepeatedFailureError | TimeoutError | ConnectionError | socket.gaierror):
+        return True
+    return isinstance(exc, OSError) and exc.errno in _UNREACHABLE
+
+
+class RepeatedFailureError(Exception):
+    """Event after event fails the same way: the cause is the system, not the events."""
 
 
 def first_error(error: BaseException) -> BaseException:
@@ -63,6 +130,9 @@ class Pacing:
     poll_max: float = 0.5
     retry_min: float = 0.2  # back-off after a transient error
     retry_max: float = 10.0
+    # More consecutive events parked with the same error type than this, in one one-by-one
+    # pass, means a systemic failure: back off and retry instead of parking the whole log.
+    park_breaker: int = 5
 
 
 @dataclass(frozen=True, slots=True)
@@ -131,7 +201,7 @@ class ProjectionRunner:
         self.generation = generation
         self.projector: Projector = projection.projector(generation)
         self.logs = [logs[u] for u in projection.upstreams]
-        self.checkpoints = checkpoints
+        self.checkpoints = checkpoints_of(projection, checkpoints)
         self.parked = parked
         self.pacing = pacing or Pacing()
         self.on_progress = on_progress
@@ -181,13 +251,17 @@ class ProjectionRunner:
         self, upstream: NotificationLog, stop: asyncio.Event | None, *, until_head: bool
     ) -> None:
         delay = self.pacing.retry_min
+        track = self._tracks[upstream.name]
         while not _stopped(stop):
+            before = track.position
             try:
                 await self._follow_once(upstream, stop, until_head=until_head)
                 return
             except Exception as exc:
                 if not (isinstance(exc, LogUnavailableError) or self._transient(exc)):
                     raise
+                if track.position > before:
+                    delay = self.pacing.retry_min  # it made progress since the last failure
                 log.warning(
                     "%s v%d <- %s: %s; retrying from the checkpoint in %.1fs",
                     self.name,
@@ -206,7 +280,8 @@ class ProjectionRunner:
     async def _follow_once(
         self, upstream: NotificationLog, stop: asyncio.Event | None, *, until_head: bool
     ) -> None:
-        position = await self.checkpoints.position(self.name, self.generation, upstream.name)
+        claimed = await self.checkpoints.claim(self.name, self.generation, upstream.name)
+        position = claimed.position
         track = self._tracks[upstream.name]
         track.position = position
         chunks: asyncio.Queue[_Chunk | _Failed | None] = asyncio.Queue(maxsize=2)
@@ -221,9 +296,13 @@ class ProjectionRunner:
                 if isinstance(chunk, _Failed):
                     raise chunk.error
                 await self._apply(upstream.name, chunk.items)
-                await self.checkpoints.advance(
-                    self.name, self.generation, upstream.name, chunk.upto
-                )
+                if not await self.checkpoints.advance(
+                    self.name, self.generation, upstream.name, chunk.upto, claimed.epoch
+                ):
+                    raise StaleCheckpointError(
+                        f"{self.name} v{self.generation} <- {upstream.name}: reset since this "
+                        f"runner started (epoch {claimed.epoch}); its writes are not counted"
+                    )
                 track.position = chunk.upto
                 track.head = max(track.head, chunk.head)
                 await self._report(upstream)
@@ -300,6 +379,9 @@ class ProjectionRunner:
             else:
                 metrics.APPLIED.labels(self.name).inc(len(envelopes))
                 return
+            # Failures of one type in a row are parked only once the streak ends short of the
+            # breaker: a longer one is the system failing, and parks nothing.
+            streak: list[tuple[Envelope, BaseException]] = []
             for envelope in envelopes:
                 # One event at a time: its lines (a parked event's above all) join its request.
                 with bind_event_context(envelope.meta, f"project {envelope.topic}"):
@@ -308,10 +390,25 @@ class ProjectionRunner:
                     except Exception as exc:
                         if self._transient(exc):
                             raise
-                        error = f"{type(exc).__name__}: {exc}"
-                        await self._park(upstream, envelope.position, envelope.topic, error)
-                    else:
-                        metrics.APPLIED.labels(self.name).inc()
+                        if streak and type(streak[0][1]) is not type(exc):
+                            await self._park_all(upstream, streak)
+                        streak.append((envelope, exc))
+                        if len(streak) > self.pacing.park_breaker:
+                            raise RepeatedFailureError(
+                                f"{len(streak)} events in a row failed with "
+                                f"{type(exc).__name__}: {exc}"
+                            ) from exc
+                        continue
+                await self._park_all(upstream, streak)
+                metrics.APPLIED.labels(self.name).inc()
+            await self._park_all(upstream, streak)
+
+    async def _park_all(self, upstream: str, failed: list[tuple[Envelope, BaseException]]) -> None:
+        for envelope, exc in failed:
+            with bind_event_context(envelope.meta, f"project {envelope.topic}"):
+                error = f"{type(exc).__name__}: {exc}"
+                await self._park(upstream, envelope.position, envelope.topic, error)
+        failed.clear()
 
     async def _park(self, upstream: str, position: int, topic: str, error: str) -> None:
         log.error(

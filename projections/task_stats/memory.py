@@ -13,6 +13,10 @@ class InMemoryTaskStats:
     def __init__(self) -> None:
         self.tables: dict[int, InMemoryTaskCollection] = {}
         self.down = False  # as when Redis does not answer
+        self.checkpoints: dict[tuple[int, str], int] = {}
+
+    async def checkpoint(self, generation: int, upstream: str) -> int | None:
+        return None if self.down else self.checkpoints.get((generation, upstream), 0)
 
     async def counts(self, generation: int, owner_id: UUID, now: datetime) -> TaskCounts | None:
         table = self.tables.get(generation)

@@ -26,6 +26,7 @@ from uuid import UUID
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
+from projections.checkpoints import RedisCheckpointStore
 from projections.envelope import Envelope, redis_namespace
 from projections.task_list.changes import TOPICS, TaskChange, fold
 from projections.task_list.model import STATUSES, TaskCounts
@@ -117,6 +118,14 @@ class TaskStatsProjection:
     upstreams: Sequence[str] = ("Tasks",)
     topics: Sequence[str] = TOPICS
 
+    def __post_init__(self) -> None:
+        self._checkpoints = RedisCheckpointStore(self.redis, self.prefix)
+
+    @property
+    def checkpoints(self) -> RedisCheckpointStore:
+        """On the counters' Redis: if it loses recent writes, their checkpoint goes with them."""
+        return self._checkpoints
+
     def projector(self, generation: int) -> TaskStatsProjector:
         return TaskStatsProjector(self.redis, namespace(self.prefix, generation))
 
@@ -139,6 +148,18 @@ class RedisTaskStats:
         self._prefix = prefix
         self._pause = pause
         self._skip_until = 0.0
+        self._checkpoints = RedisCheckpointStore(redis, prefix)
+
+    async def checkpoint(self, generation: int, upstream: str) -> int | None:
+        """How far the counters have applied ``upstream``; None when Redis does not answer."""
+        if time.monotonic() < self._skip_until:
+            return None
+        try:
+            return await self._checkpoints.position(NAME, generation, upstream)
+        except RedisError as exc:
+            self._skip_until = time.monotonic() + self._pause
+            log.warning("task stats unavailable for %.1fs: %s", self._pause, exc)
+            return None
 
     async def counts(self, generation: int, owner_id: UUID, now: datetime) -> TaskCounts | None:
         if time.monotonic() < self._skip_until:

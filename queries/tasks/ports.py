@@ -45,6 +45,11 @@ class TaskStats(Protocol):
         """The counters, or None when they cannot answer now (the caller falls back)."""
         ...
 
+    async def checkpoint(self, generation: int, upstream: str) -> int | None:
+        """How far the counters have applied ``upstream`` (their checkpoint lives with them),
+        or None when they cannot answer now."""
+        ...
+
 
 class PageCache(Protocol):
     """Cached list pages; every method degrades to a miss (None) rather than failing."""
@@ -60,10 +65,6 @@ class WritePositions(Protocol):
     async def last(self, user_id: UUID) -> dict[str, int]:
         """The log position of the user's last write, per application ({} when unknown)."""
         ...
-
-
-class Checkpoints(Protocol):
-    async def position(self, projection: str, generation: int, upstream: str) -> int: ...
 
 
 class Generations(Protocol):

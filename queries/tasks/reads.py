@@ -14,7 +14,6 @@ from domain.errors import TaskNotFound
 from projections.task_list.model import TaskCounts, TaskPage, TaskQuery, TaskRow
 from queries.metrics import CACHE_REQUESTS
 from queries.tasks.ports import (
-    Checkpoints,
     Generations,
     PageCache,
     TaskReader,
@@ -26,11 +25,14 @@ from queries.tasks.ports import (
 UPSTREAM = "Tasks"
 TASK_LIST = "task_list"
 TASK_STATS = "task_stats"
-POLL = 0.005  # between checkpoint reads while waiting for a projection; no thread is held
+# Between checkpoint reads while waiting for a projection: soon at first (the usual lag is a
+# few ms), then less often, so requests that wait long do not hammer the store.
+POLL_MIN = 0.005
+POLL_MAX = 0.05
 
 
 async def wait_until(
-    checkpoint: Callable[[], Awaitable[int]], target: int, within: float, poll: float = POLL
+    checkpoint: Callable[[], Awaitable[int]], target: int, within: float, poll: float = POLL_MIN
 ) -> int:
     """Poll ``checkpoint()`` until it reaches ``target`` or ``within`` seconds pass.
 
@@ -42,6 +44,11 @@ async def wait_until(
         if position >= target or loop.time() >= deadline:
             return position
         await asyncio.sleep(min(poll, max(0.0, deadline - loop.time())))
+        poll = min(poll * 2, POLL_MAX)
+
+
+class _CountersDown(Exception):
+    """The counters cannot answer now: count in the document store instead."""
 
 
 @dataclass
@@ -50,7 +57,6 @@ class TaskQueries:
     stats: TaskStats
     cache: PageCache
     positions: WritePositions
-    checkpoints: Checkpoints
     generations: Generations
     # How long a read waits for the projection to pass the reader's own last write.
     timeout: float = 2.0
@@ -58,8 +64,9 @@ class TaskQueries:
     async def _own_write(self, user: UUID) -> int:
         return (await self.positions.last(user)).get(UPSTREAM, 0)
 
-    async def _caught_up(self, reader: TaskReader, own: int) -> int:
-        return await wait_until(lambda: reader.checkpoint(UPSTREAM), own, self.timeout)
+    async def _caught_up(self, reader: TaskReader, own: int, within: float | None = None) -> int:
+        wait = self.timeout if within is None else within
+        return await wait_until(lambda: reader.checkpoint(UPSTREAM), own, wait)
 
     async def task(self, user: UUID, task_id: UUID) -> TaskRow:
         """A user sees only their own live tasks; anything else is not found."""
@@ -96,21 +103,32 @@ class TaskQueries:
         """Counters from Redis once they include the user's last write; else counted in MongoDB."""
         now = now or datetime.now(UTC)
         own = await self._own_write(user)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.timeout  # one wait, whichever store answers
         # Inside the reader's scope, a document store failure (checkpoints, aliases) is a 503.
         async with self.read_model.reading() as reader:
             generation = await self.generations.of(TASK_STATS)
-            reached = await wait_until(
-                lambda: self.checkpoints.position(TASK_STATS, generation, UPSTREAM),
-                own,
-                self.timeout,
-            )
+            stats = self.stats
+
+            async def counters_checkpoint() -> int:
+                reached = await stats.checkpoint(generation, UPSTREAM)
+                if reached is None:
+                    raise _CountersDown
+                return reached
+
+            # The counters' checkpoint lives in Redis with them: a Redis that lost recent
+            # writes lost it too, so it never claims counts it does not hold.
+            try:
+                reached = await wait_until(counters_checkpoint, own, self.timeout)
+            except _CountersDown:
+                reached = -1
             if reached >= own:
                 counts = await self.stats.counts(generation, user, now)
                 if counts is not None:
                     CACHE_REQUESTS.labels("task_stats", "hit").inc()
                     return counts
             CACHE_REQUESTS.labels("task_stats", "miss").inc()
-            await self._caught_up(reader, own)
+            await self._caught_up(reader, own, max(0.0, deadline - loop.time()))
             return await reader.counts(user, now)
 
 

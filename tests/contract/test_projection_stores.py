@@ -1,15 +1,18 @@
 """Contracts of the projection engine's ports: checkpoints, parked events, aliases.
 
-Each suite runs against the in-memory adapter and the MongoDB one (on SecantusDB).
+Each suite runs against the in-memory adapter and the MongoDB one (on SecantusDB); checkpoints
+also against Redis (where Redis-only projections keep theirs).
 """
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 from pymongo.asynchronous.database import AsyncDatabase
+from redis.asyncio import Redis
 
 from projections.aliases import (
     AliasConflictError,
@@ -23,7 +26,7 @@ from projections.checkpoints import (
     CheckpointStore,
     InMemoryCheckpointStore,
     MongoCheckpointStore,
-    wait_for_position,
+    RedisCheckpointStore,
 )
 from projections.parked import InMemoryParkedEvents, MongoParkedEvents, ParkedEvent, ParkedEvents
 
@@ -36,11 +39,21 @@ def adapter(request: pytest.FixtureRequest) -> str:
 
 
 @pytest.fixture
-def checkpoints(adapter: str, request: pytest.FixtureRequest) -> CheckpointStore:
-    if adapter == "memory":
+async def redis(redis_url: str) -> AsyncIterator[Redis]:
+    client = Redis.from_url(redis_url)
+    yield client
+    await client.aclose()
+
+
+@pytest.fixture(params=["memory", "mongo", "redis"])
+def checkpoints(request: pytest.FixtureRequest) -> CheckpointStore:
+    if request.param == "memory":
         return InMemoryCheckpointStore()
-    db: AsyncDatabase[dict[str, Any]] = request.getfixturevalue("mongo_db")
-    return MongoCheckpointStore(db)
+    if request.param == "mongo":
+        db: AsyncDatabase[dict[str, Any]] = request.getfixturevalue("mongo_db")
+        return MongoCheckpointStore(db)
+    redis: Redis = request.getfixturevalue("redis")
+    return RedisCheckpointStore(redis, request.getfixturevalue("redis_prefix"))
 
 
 @pytest.fixture
@@ -94,12 +107,30 @@ async def test_reset_forgets_one_generation_only(checkpoints: CheckpointStore) -
     assert await checkpoints.position("p", 1, "Tasks") == 2
 
 
-async def test_waiting_for_a_position_sees_it_reached_or_gives_up(
+async def test_a_writer_claims_the_position_it_starts_from(checkpoints: CheckpointStore) -> None:
+    first = await checkpoints.claim("p", 1, "Tasks")
+    assert first.position == 0
+    assert await checkpoints.advance("p", 1, "Tasks", 7, first.epoch)
+    again = await checkpoints.claim("p", 1, "Tasks")
+    assert (again.position, again.epoch) == (7, first.epoch)
+
+
+async def test_a_writer_that_claimed_before_a_reset_cannot_advance_after_it(
     checkpoints: CheckpointStore,
 ) -> None:
-    await checkpoints.advance("p", 1, "Tasks", 5)
-    assert await wait_for_position(checkpoints, "p", 1, "Tasks", 5, within=0.0)
-    assert not await wait_for_position(checkpoints, "p", 1, "Tasks", 6, within=0.05)
+    stale = await checkpoints.claim("p", 1, "Tasks")
+    other = await checkpoints.claim("p", 1, "Identity")
+    await checkpoints.advance("p", 1, "Tasks", 40, stale.epoch)
+    await checkpoints.reset("p", 1)  # in-place rebuild
+    fresh = await checkpoints.claim("p", 1, "Tasks")
+    assert (fresh.position, fresh.epoch == stale.epoch) == (0, False)
+    # The late runner's $max upsert would put the checkpoint back at 90: it must not.
+    assert not await checkpoints.advance("p", 1, "Tasks", 90, stale.epoch)
+    assert not await checkpoints.advance("p", 1, "Identity", 90, other.epoch)
+    assert await checkpoints.position("p", 1, "Tasks") == 0
+    assert await checkpoints.positions("p", 1) == {}
+    assert await checkpoints.advance("p", 1, "Tasks", 3, fresh.epoch)
+    assert await checkpoints.position("p", 1, "Tasks") == 3
 
 
 # ---------------------------------------------------------------------------- parked events

@@ -130,11 +130,18 @@ class CrashOnFirstAdvance(InMemoryCheckpointStore):
         super().__init__()
         self.crashed = False
 
-    async def advance(self, projection: str, generation: int, upstream: str, position: int) -> None:
+    async def advance(
+        self,
+        projection: str,
+        generation: int,
+        upstream: str,
+        position: int,
+        epoch: int | None = None,
+    ) -> bool:
         if not self.crashed and upstream == "Tasks":
             self.crashed = True
             raise Crash
-        await super().advance(projection, generation, upstream, position)
+        return await super().advance(projection, generation, upstream, position, epoch)
 
 
 async def test_a_crash_between_write_and_checkpoint_reapplies_harmlessly(

@@ -21,7 +21,7 @@ from ops.bootstrap import API_REDIS_TIMEOUT, redis_client
 from ops.engines import Daemon, embedded_redis, free_port, mongo_url_for, secantus
 from ops.settings import Settings
 from projections.aliases import LiveGenerations, MongoAliasRegistry
-from projections.checkpoints import MongoCheckpointStore
+from projections.checkpoints import MongoCheckpointStore, checkpoints_of
 from projections.task_list.model import Sort, TaskPage, TaskQuery
 from projections.task_list.mongo import MongoTaskCollection, MongoTaskReadModel
 from projections.task_list.projection import TaskListProjection
@@ -77,7 +77,8 @@ async def test_redis_stopped_lists_and_counters_answer_from_mongodb(
         projector = projection.projector(1)
         await projector.start()
         await projector.apply(history.envelopes)
-        await checkpoints.advance(projection.name, 1, "Tasks", len(history.envelopes))
+        store = checkpoints_of(projection, checkpoints)
+        await store.advance(projection.name, 1, "Tasks", len(history.envelopes))
     positions = RedisWritePositions(redis, settings.redis_prefix)
     await positions.wrote(ALICE, "Tasks", len(history.envelopes))
     generations = LiveGenerations(MongoAliasRegistry(db))
@@ -86,7 +87,6 @@ async def test_redis_stopped_lists_and_counters_answer_from_mongodb(
         stats=RedisTaskStats(redis, settings.redis_prefix),
         cache=RedisPageCache(redis, settings.redis_prefix),
         positions=positions,
-        checkpoints=checkpoints,
         generations=generations,
         timeout=settings.read_your_writes_timeout,
     )

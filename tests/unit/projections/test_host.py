@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -136,11 +137,18 @@ class FailingOnce(InMemoryCheckpointStore):
         super().__init__()
         self.failed = False
 
-    async def advance(self, projection: str, generation: int, upstream: str, position: int) -> None:
+    async def advance(
+        self,
+        projection: str,
+        generation: int,
+        upstream: str,
+        position: int,
+        epoch: int | None = None,
+    ) -> bool:
         if not self.failed:
             self.failed = True
             raise RuntimeError("checkpoint store refused the write")
-        await super().advance(projection, generation, upstream, position)
+        return await super().advance(projection, generation, upstream, position, epoch)
 
 
 async def test_a_runner_that_dies_is_restarted_from_its_checkpoint() -> None:
@@ -169,3 +177,32 @@ async def test_a_runner_that_dies_is_restarted_from_its_checkpoint() -> None:
         stop.set()
         await task
     assert checkpoints.failed
+
+
+async def test_a_retiring_generation_another_process_still_tails_is_not_dropped() -> None:
+    history = record([("create", i, 0) for i in range(2)])
+    projection = MemoryProjection()
+    aliases = InMemoryAliasRegistry()
+    host = ProjectionHost(
+        [projection],
+        history.logs(),
+        InMemoryCheckpointStore(),
+        InMemoryParkedEvents(),
+        aliases,
+        pacing=PACING,
+        worker="w1",
+    )
+    projection.generations[1] = {"kept": [1]}
+    await aliases.ensure("memory", 1)
+    await aliases.begin_rebuild("memory", 1)
+    await aliases.switch("memory", to=2, drop_after=datetime.now(UTC) - timedelta(seconds=1))
+    await aliases.heartbeat("w2", {"memory": 0}, ["memory:1"])  # a slower process
+    try:
+        await host.reconcile()
+        assert 1 in projection.generations
+        await aliases.heartbeat("w2", {"memory": 0}, [])  # it let go
+        await host.reconcile()
+        assert 1 not in projection.generations
+    finally:
+        for key in host.tailing():
+            await host._stop(key)
