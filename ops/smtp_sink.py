@@ -3,18 +3,22 @@
 ``python -m ops.smtp_sink --port P --dir DIR`` runs it as a child of ``taskledger up``; the
 tests start it in-process (``SmtpSink``) and steer it: slow it down, make it refuse an address
 with a permanent 550, stop it and start it again on the same port.
-aiosmtpd's ``Controller`` needs a real free port (port 0 fails).
+aiosmtpd's ``Controller`` needs a real free port (port 0 fails). The sink binds its socket itself,
+retrying a while on EADDRINUSE: a restart on the same port may race the old socket's release.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import errno
 import os
 import signal
+import socket
 import threading
 import time
 import uuid
+from collections.abc import Awaitable
 from dataclasses import dataclass, field
 from email import message_from_bytes, policy
 from email.message import EmailMessage
@@ -22,6 +26,8 @@ from pathlib import Path
 from typing import Any
 
 from aiosmtpd.controller import Controller
+
+BIND_ATTEMPTS = 30  # with back-off up to 0.5 s: about 12 s in all before giving up
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,16 +45,20 @@ class Received:
 
 @dataclass
 class SinkHandler:
-    """aiosmtpd handler. ``delay``, ``refuse`` and ``defer`` may change while it runs."""
+    """aiosmtpd handler. ``delay``, ``gate``, ``refuse`` and ``defer`` may change while it runs."""
 
     directory: Path | None = None
     delay: float = 0.0  # seconds before answering DATA: a slow provider
+    # When set to an Event: every 250 is held until the Event is set (a test decides when,
+    # e.g. only after it killed the client mid-send), whatever the machine's load.
+    gate: threading.Event | None = None
     refuse: set[str] = field(default_factory=set)  # answered with 550 at RCPT (permanent)
     defer: set[str] = field(default_factory=set)  # answered with 450 at RCPT (try later)
     received: list[Received] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
-    answering: int = 0  # mails whose data arrived and whose 250 is still held back by delay
+    answering: int = 0  # mails whose data arrived and whose 250 is still held back
     held: int = 0  # how many mails were ever held back so
+    holding: list[Any] = field(default_factory=list)  # their SMTP sessions, while held
 
     async def handle_RCPT(  # noqa: N802 - aiosmtpd's hook name
         self, server: Any, session: Any, envelope: Any, address: str, rcpt_options: list[str]
@@ -61,14 +71,23 @@ class SinkHandler:
         return "250 OK"
 
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:  # noqa: N802
-        if self.delay:
-            self.answering += 1
-            self.held += 1
+        gate = self.gate
+        if self.delay or gate is not None:
+            with self.lock:
+                self.answering += 1
+                self.held += 1
+                self.holding.append(server)
             try:
                 await asyncio.sleep(self.delay)
+                # Polled: the gate is set from the test's thread, which an asyncio.Event
+                # (bound to this loop, not thread-safe) cannot be.
+                while gate is not None and not gate.is_set():  # noqa: ASYNC110
+                    await asyncio.sleep(0.01)
             finally:
-                self.answering -= 1
-            if server.transport is None or server.transport.is_closing():
+                with self.lock:
+                    self.answering -= 1
+                    self.holding.remove(server)
+            if _gone(server):
                 # The client went away before our 250: it never learnt the mail was accepted,
                 # so, like a server that checks its reply went out, we do not deliver it.
                 return "451 4.4.2 connection lost"
@@ -81,6 +100,15 @@ class SinkHandler:
             )
         return "250 2.0.0 message accepted"
 
+    def held_clients_gone(self) -> bool:
+        """Every client whose 250 is held has hung up (the sink's loop has seen it)."""
+        with self.lock:
+            return all(_gone(server) for server in self.holding)
+
+
+def _gone(server: Any) -> bool:
+    return server.transport is None or server.transport.is_closing()
+
 
 def _write_eml(directory: Path, data: bytes) -> Path:
     # Written aside then renamed: a reader of the directory never sees half a mail.
@@ -89,6 +117,38 @@ def _write_eml(directory: Path, data: bytes) -> Path:
     partial.write_bytes(data)
     os.replace(partial, directory / name)
     return directory / name
+
+
+def _listen(host: str, port: int) -> socket.socket:
+    family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
+    pause = 0.05
+    for attempt in range(1, BIND_ATTEMPTS + 1):
+        sock = socket.socket(family, kind, proto)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind(address)
+            sock.listen(128)
+        except OSError as error:
+            sock.close()
+            if error.errno != errno.EADDRINUSE or attempt == BIND_ATTEMPTS:
+                raise
+            time.sleep(pause)
+            pause = min(pause * 2, 0.5)
+            continue
+        sock.setblocking(False)
+        return sock
+    raise AssertionError("unreachable")
+
+
+class _ListeningController(Controller):
+    """aiosmtpd's ``Controller`` serving a socket already bound and listening."""
+
+    def __init__(self, handler: Any, sock: socket.socket, host: str, port: int) -> None:
+        super().__init__(handler, hostname=host, port=port)
+        self._sock = sock
+
+    def _create_server(self) -> Awaitable[asyncio.AbstractServer]:
+        return self.loop.create_server(self._factory_invoker, sock=self._sock)
 
 
 class SmtpSink:
@@ -111,8 +171,14 @@ class SmtpSink:
             return list(self.handler.received)
 
     def start(self) -> None:
-        self.controller = Controller(self.handler, hostname=self.host, port=self.port)
-        self.controller.start()
+        sock = _listen(self.host, self.port)
+        controller = _ListeningController(self.handler, sock, self.host, self.port)
+        try:
+            controller.start()
+        except BaseException:
+            sock.close()
+            raise
+        self.controller = controller
 
     def stop(self) -> None:
         controller, self.controller = self.controller, None

@@ -10,6 +10,7 @@ import asyncio
 import re
 import signal
 import sys
+import threading
 import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -185,7 +186,6 @@ async def test_a_mailer_killed_mid_stream_leaves_its_mail_to_another_no_duplicat
             )
     finally:
         write.close()
-    smtp_sink.handler.delay = 1.0  # each 250 held back a second: time to kill mid-send
 
     log = (tmp_path / "victim.log").open("wb")
     victim = await asyncio.create_subprocess_exec(
@@ -202,13 +202,17 @@ async def test_a_mailer_killed_mid_stream_leaves_its_mail_to_another_no_duplicat
     try:
         async with relaying(settings):
             await eventually(lambda: len(smtp_sink.received) >= 3, 60, "the victim's first mails")
-            # Kill it just after its next mail's data arrived, well before the held-back 250:
-            # that mail was never accepted, and the victim still holds its lease.
+            # From now on each 250 waits for the test: kill the victim once its next mail's data
+            # arrived, before any 250. That mail was never accepted; the victim held its lease.
+            gate = threading.Event()
+            smtp_sink.handler.gate = gate
             held = smtp_sink.handler.held
-            await eventually(lambda: smtp_sink.handler.held > held, 10, "a mail in flight")
+            await eventually(lambda: smtp_sink.handler.held > held, 30, "a mail in flight")
             victim.send_signal(signal.SIGKILL)
             await victim.wait()
-            smtp_sink.handler.delay = 0
+            await eventually(smtp_sink.handler.held_clients_gone, 30, "the sink to see the kill")
+            smtp_sink.handler.gate = None
+            gate.set()
             delivered_by_victim = len(smtp_sink.received)
             assert delivered_by_victim < len(emails)
 
