@@ -101,7 +101,12 @@ class TaskFilter:
 
     def text_pattern(self) -> str | None:
         """The search as a regular expression that matches the text literally."""
-        return None if self.text is None else re.escape(self.text)
+        if self.text is None:
+            return None
+        # re.escape leaves control characters raw; PCRE rejects a raw NUL, so spell them out.
+        return "".join(
+            f"\\x{ord(c):02x}" if c < " " or c == "\x7f" else re.escape(c) for c in self.text
+        )
 
 
 @dataclass(frozen=True, slots=True)

@@ -18,7 +18,7 @@ from pymongo import ASCENDING, DESCENDING, ReadPreference, UpdateOne
 from pymongo.asynchronous.client_session import AsyncClientSession
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
-from pymongo.errors import BulkWriteError, PyMongoError
+from pymongo.errors import BulkWriteError, ConnectionFailure
 
 from domain.errors import Unavailable
 from projections.consistent_reads import CODECS, checkpoints_for_reads, read_checkpoint
@@ -248,7 +248,8 @@ class MongoTaskReader:
 class MongoTaskReadModel:
     """The query side's entry: follows the live generation (the alias) of ``task_list``.
 
-    Any MongoDB failure surfaces as ``Unavailable("document store")`` (503), never as a 500.
+    MongoDB not answering (no server, network timeout, failover) surfaces as
+    ``Unavailable("document store")`` (503); any other MongoDB error is a bug, a 500.
     """
 
     def __init__(self, db: AsyncDatabase[dict[str, Any]], generations: Generations) -> None:
@@ -260,7 +261,7 @@ class MongoTaskReadModel:
     async def generation(self) -> int:
         try:
             return await self._generations.of(NAME)
-        except PyMongoError as exc:
+        except ConnectionFailure as exc:
             raise Unavailable("document store") from exc
 
     @asynccontextmanager
@@ -272,5 +273,5 @@ class MongoTaskReadModel:
                 tasks = self._collections[generation] = MongoTaskCollection(self._db, generation)
             async with self._db.client.start_session(causal_consistency=True) as session:
                 yield MongoTaskReader(tasks, self._checkpoints, session)
-        except PyMongoError as exc:
+        except ConnectionFailure as exc:
             raise Unavailable("document store") from exc

@@ -6,6 +6,7 @@ import base64
 import binascii
 import hashlib
 import json
+import unicodedata
 from datetime import datetime
 from typing import Annotated, Any
 from uuid import UUID
@@ -87,6 +88,14 @@ class ListParams(BaseModel):
     cursor: str | None = Field(
         default=None, max_length=1024, description="next_cursor of the previous page"
     )
+
+    @field_validator("q")
+    @classmethod
+    def _printable(cls, value: str | None) -> str | None:
+        # No title holds a control character, and MongoDB's PCRE refuses a raw NUL.
+        if value is not None and any(unicodedata.category(c) == "Cc" for c in value):
+            raise ValueError("q must not contain control characters")
+        return value
 
     @field_validator("sort")
     @classmethod

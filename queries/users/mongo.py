@@ -11,7 +11,7 @@ from typing import Any
 from uuid import UUID
 
 from pymongo.asynchronous.database import AsyncDatabase
-from pymongo.errors import PyMongoError
+from pymongo.errors import ConnectionFailure
 
 from domain.errors import Unavailable
 from projections.consistent_reads import checkpoints_for_reads, read_checkpoint
@@ -51,7 +51,7 @@ class MongoUserDirectory:
                     self._timeout,
                 )
                 row = await find_user(self._db, generation, user_id, session)
-        except PyMongoError as exc:
+        except ConnectionFailure as exc:
             if self._fallback is None:
                 raise Unavailable("document store") from exc
             # The event store knows every user; a profile is worth more than a 503.

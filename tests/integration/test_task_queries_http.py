@@ -36,6 +36,8 @@ def test_list_parameters_are_validated(read_api: httpx.Client) -> None:
         {"cursor": "not-a-cursor"},
         {"cursor": other_sort},  # a cursor of another sort
         {"q": ""},
+        {"q": "a\x00b"},  # MongoDB's PCRE refuses a raw NUL: a 422, not a 503
+        {"q": "line\nbreak"},
     ]
     for params in bad:
         response = read_api.get("/v1/tasks", params=params, headers=user.headers)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import timedelta
@@ -16,7 +17,7 @@ from projections.task_list.memory import (
     InMemoryTaskReader,
     InMemoryTaskReadModel,
 )
-from projections.task_list.model import TaskPage, TaskQuery
+from projections.task_list.model import TaskFilter, TaskPage, TaskQuery
 from projections.task_list.projection import TaskListProjection
 from projections.task_stats.memory import InMemoryTaskStats
 from projections.write_positions import InMemoryWritePositions
@@ -185,3 +186,11 @@ async def test_counters_behind_the_users_write_are_not_served() -> None:
     world.stats.checkpoints[1, "Tasks"] = 0
     world.stats.tables[1] = type(world.read_model.tasks)(1)  # counters that lost the task
     assert (await world.queries.counts(ALICE)).done == 1
+
+
+def test_a_search_with_control_characters_matches_them_literally() -> None:
+    pattern = TaskFilter(text="a\x00b\n.*").text_pattern()
+    assert pattern is not None
+    assert "\x00" not in pattern
+    assert re.fullmatch(pattern, "a\x00b\n.*")
+    assert not re.fullmatch(pattern, "a\x00b\n!*")
