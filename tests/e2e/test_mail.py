@@ -24,13 +24,13 @@ from ops.smtp_sink import Received, SmtpSink
 from tests.fixtures.api import Server
 from tests.fixtures.mail import (
     RESET_URL_BASE,
-    eventually,
     fast_mail_settings,
     mailing,
     relaying,
     settings_env,
     steady,
 )
+from tests.fixtures.projections import eventually
 from tests.fixtures.users import PASSWORD
 
 pytestmark = pytest.mark.e2e
@@ -95,9 +95,8 @@ async def test_forgot_password_mails_exactly_one_token_that_resets_the_password(
         await _register(client, "ada@example.com")
         response = await client.post("/v1/auth/forgot-password", json={"email": "Ada@Example.com"})
         assert response.status_code == 202
-        await eventually(
-            lambda: len(_resets(smtp_sink, "ada@example.com")) == 1, what="the reset mail"
-        )
+        # Wait for the reset mail.
+        await eventually(lambda: len(_resets(smtp_sink, "ada@example.com")) == 1, within=30)
         await steady(lambda: len(_resets(smtp_sink, "ada@example.com")) == 1, 1.0)
 
     token = _token(_resets(smtp_sink, "ada@example.com")[0])
@@ -133,10 +132,8 @@ async def test_an_unknown_email_gets_202_and_no_mail(
         assert (unknown.status_code, known.status_code) == (202, 202)
         assert unknown.json() == known.json()
         # The later request's mail arriving shows the earlier one had its chance.
-        await eventually(
-            lambda: len(_resets(smtp_sink, "known@example.com")) == 1,
-            what="the known user's reset mail",
-        )
+        # Wait for the known user's reset mail.
+        await eventually(lambda: len(_resets(smtp_sink, "known@example.com")) == 1, within=30)
         await steady(lambda: len(smtp_sink.received) == 2, 1.0)  # welcome + one reset
     assert all("nobody@example.com" not in m.recipients for m in smtp_sink.received)
 
@@ -148,15 +145,15 @@ async def test_a_slow_mail_server_does_not_slow_forgot_password_down(
     smtp_sink.handler.delay = 2.0  # seconds per mail
     async with relaying(settings), mailing(settings):
         await _register(client, "slow@example.com")
-        await eventually(lambda: len(smtp_sink.received) == 1, what="the (slow) welcome mail")
+        # Wait for the (slow) welcome mail.
+        await eventually(lambda: len(smtp_sink.received) == 1, within=30)
 
         response = await client.post("/v1/auth/forgot-password", json={"email": "slow@example.com"})
         answered_at = time.time()
         assert response.status_code == 202
         assert _resets(smtp_sink, "slow@example.com") == []  # answered before the mail went out
-        await eventually(
-            lambda: len(_resets(smtp_sink, "slow@example.com")) == 1, what="the reset mail"
-        )
+        # Wait for the reset mail.
+        await eventually(lambda: len(_resets(smtp_sink, "slow@example.com")) == 1, within=30)
     [mail] = _resets(smtp_sink, "slow@example.com")
     assert mail.accepted_at > answered_at
 
@@ -201,27 +198,27 @@ async def test_a_mailer_killed_mid_stream_leaves_its_mail_to_another_no_duplicat
     )
     try:
         async with relaying(settings):
-            await eventually(lambda: len(smtp_sink.received) >= 3, 60, "the victim's first mails")
+            # Wait for the victim's first mails.
+            await eventually(lambda: len(smtp_sink.received) >= 3, within=60)
             # From now on each 250 waits for the test: kill the victim once its next mail's data
             # arrived, before any 250. That mail was never accepted; the victim held its lease.
             gate = threading.Event()
             smtp_sink.handler.gate = gate
             held = smtp_sink.handler.held
-            await eventually(lambda: smtp_sink.handler.held > held, 30, "a mail in flight")
+            # Wait for a mail in flight.
+            await eventually(lambda: smtp_sink.handler.held > held, within=30)
             victim.send_signal(signal.SIGKILL)
             await victim.wait()
-            await eventually(smtp_sink.handler.held_clients_gone, 30, "the sink to see the kill")
+            # Wait for the sink to see the kill.
+            await eventually(smtp_sink.handler.held_clients_gone, within=30)
             smtp_sink.handler.gate = None
             gate.set()
             delivered_by_victim = len(smtp_sink.received)
             assert delivered_by_victim < len(emails)
 
             async with mailing(settings, consumer="survivor"):
-                await eventually(
-                    lambda: len(smtp_sink.received) >= len(emails),
-                    60,
-                    "every mail, via the survivor",
-                )
+                # Wait for every mail, via the survivor.
+                await eventually(lambda: len(smtp_sink.received) >= len(emails), within=60)
                 await steady(lambda: len(smtp_sink.received) == len(emails), 1.5)
     finally:
         if victim.returncode is None:

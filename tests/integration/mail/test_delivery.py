@@ -33,13 +33,13 @@ from projections.log import EventsourcingLog
 from projections.mail_relay.relay import TOPICS
 from tests.fixtures.mail import (
     RESET_URL_BASE,
-    eventually,
     fast_mail_settings,
     mailing,
     relaying,
     steady,
     taskledger,
 )
+from tests.fixtures.projections import eventually
 
 TOKEN_LINK = re.compile(re.escape(RESET_URL_BASE) + r"#token=([A-Za-z0-9_\-.]+)")
 
@@ -60,7 +60,8 @@ async def test_each_event_becomes_one_mail_and_the_reset_token_verifies(
         )
         assert request is not None
         async with relaying(mail_settings), mailing(mail_settings):
-            await eventually(lambda: len(smtp_sink.received) >= 3, what="three mails")
+            # Wait for three mails.
+            await eventually(lambda: len(smtp_sink.received) >= 3, within=30)
             await steady(lambda: len(smtp_sink.received) == 3, 1.0)
 
         by_subject = {(m.recipients, m.message()["Subject"]): m for m in smtp_sink.received}
@@ -110,13 +111,15 @@ async def test_smtp_down_for_a_while_then_every_pending_mail_arrives_once(
         for email in emails:
             _register(write.identity, email)
         async with relaying(mail_settings), mailing(mail_settings):
+            # Wait for every mail to fail at least once.
             await eventually(
                 lambda: _counter("taskledger_mail_retried_total", "welcome") >= retried + 20,
-                what="every mail to fail at least once",
+                within=30,
             )
             assert smtp_sink.received == []
             smtp_sink.start()
-            await eventually(lambda: len(smtp_sink.received) >= 20, what="all 20 mails")
+            # Wait for all 20 mails.
+            await eventually(lambda: len(smtp_sink.received) >= 20, within=30)
             await steady(lambda: len(smtp_sink.received) == 20, 1.5)
     finally:
         write.close()
@@ -133,7 +136,8 @@ async def test_a_refused_address_is_parked_at_once_and_retry_redrives_it_once_fi
         _register(write.identity, "gone@example.com")
         _register(write.identity, "here@example.com")
         async with relaying(mail_settings), mailing(mail_settings):
-            await eventually(lambda: len(smtp_sink.received) == 1, what="the deliverable mail")
+            # Wait for the deliverable mail.
+            await eventually(lambda: len(smtp_sink.received) == 1, within=30)
             parked: list[DeadLetter] = []
 
             async def park() -> None:
@@ -149,7 +153,8 @@ async def test_a_refused_address_is_parked_at_once_and_retry_redrives_it_once_fi
             smtp_sink.handler.refuse.clear()
             status, out, err = await taskledger(mail_settings, "mail", "dead-letters", "retry")
             assert (status, out.strip()) == (0, "re-driven 1 mail(s)"), err
-            await eventually(lambda: len(smtp_sink.received) == 2, what="the re-driven mail")
+            # Wait for the re-driven mail.
+            await eventually(lambda: len(smtp_sink.received) == 2, within=30)
             await steady(lambda: len(smtp_sink.received) == 2, 1.0)
     finally:
         write.close()
@@ -175,9 +180,10 @@ async def test_an_address_that_keeps_deferring_is_parked_after_max_attempts(
     try:
         _register(write.identity, "busy@example.com")
         async with relaying(settings), mailing(settings):
+            # Wait for the mail to be parked.
             await eventually(
                 lambda: _counter("taskledger_mail_dead_lettered_total", "welcome") > parked_before,
-                what="the mail to be parked",
+                within=30,
             )
     finally:
         write.close()
@@ -209,7 +215,8 @@ async def test_two_mailers_in_one_group_send_each_of_500_mails_once(
             mailing(mail_settings, consumer="mailer-one"),
             mailing(mail_settings, consumer="mailer-two"),
         ):
-            await eventually(lambda: len(smtp_sink.received) >= 500, 120, "500 mails")
+            # Wait for 500 mails.
+            await eventually(lambda: len(smtp_sink.received) >= 500, within=120)
             await steady(lambda: len(smtp_sink.received) == 500, 1.5)
     finally:
         write.close()
@@ -242,7 +249,8 @@ async def test_a_republished_or_redelivered_message_sends_no_second_mail(
         for email in ("a@example.com", "b@example.com", "c@example.com"):
             _register(write.identity, email)
         async with relaying(mail_settings), mailing(mail_settings):
-            await eventually(lambda: len(smtp_sink.received) == 3, what="three mails")
+            # Wait for three mails.
+            await eventually(lambda: len(smtp_sink.received) == 3, within=30)
             # A rebuild of the relay publishes every event again, same ids, new entries.
             await _republish_everything(mail_settings)
             await steady(lambda: len(smtp_sink.received) == 3, 2.0)
@@ -291,7 +299,8 @@ async def test_messages_published_before_any_mailer_ran_are_mailed_then_trimmed(
                 await asyncio.sleep(0.05)
         assert await client.xlen(stream) == 2  # on the broker before any mailer group exists
         async with mailing(mail_settings):
-            await eventually(lambda: len(smtp_sink.received) == 2, what="the early mails")
+            # Wait for the early mails.
+            await eventually(lambda: len(smtp_sink.received) == 2, within=30)
             keeper = RedisStreamKeeper(
                 client, MailerKeys(mail_settings.redis_prefix).group, [stream]
             )
@@ -314,11 +323,11 @@ async def test_the_token_is_never_logged_even_when_sending_fails(
             "quiet@example.com", ttl=timedelta(minutes=30), meta=meta(None, "req-q")
         )
         async with relaying(mail_settings), mailing(mail_settings):
-            await eventually(
-                lambda: "retrying" in caplog.text, what="a failed attempt to be logged"
-            )
+            # Wait for a failed attempt to be logged.
+            await eventually(lambda: "retrying" in caplog.text, within=30)
             smtp_sink.start()
-            await eventually(lambda: len(smtp_sink.received) == 2, what="both mails")
+            # Wait for both mails.
+            await eventually(lambda: len(smtp_sink.received) == 2, within=30)
     finally:
         write.close()
     [reset] = [m for m in smtp_sink.received if "Reset" in str(m.message()["Subject"])]

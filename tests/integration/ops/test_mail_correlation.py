@@ -16,7 +16,8 @@ from ops.logs import line_formatter
 from ops.settings import Settings
 from ops.smtp_sink import SmtpSink
 from tests.fixtures.api import Server
-from tests.fixtures.mail import eventually, mailing, relaying
+from tests.fixtures.mail import mailing, relaying
+from tests.fixtures.projections import eventually
 
 
 class Lines(logging.Handler):
@@ -65,12 +66,13 @@ async def test_the_reset_mail_line_carries_the_request_correlation_id(
         assert asked.status_code == 202
 
     async with relaying(mail_settings), mailing(mail_settings):
+        # Wait for the reset mail's log line.
         await eventually(
             lambda: any(
                 e.get("message") == "mail sent" and e.get("mail_kind") != "welcome"
                 for e in mailer_lines.entries
             ),
-            what="the reset mail's log line",
+            within=30,
         )
 
     (sent,) = [
