@@ -10,6 +10,8 @@ from urllib.parse import urlsplit
 from pydantic import Field, SecretStr, ValidationError, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from consumers.retry import RetryPolicy
+
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="TASKLEDGER_", extra="ignore")
@@ -106,7 +108,7 @@ class Settings(BaseSettings):
         if any(name not in info.data for name in names):
             return value  # an earlier field failed; that error is the one to report
         base, cap, attempts, window = (info.data[name] for name in names)
-        horizon = sum(min(cap, base * 2**n) for n in range(attempts)) + window
+        horizon = RetryPolicy(max_attempts=attempts, base=base, cap=cap).horizon() + window
         if value <= horizon:
             raise ValueError(f"must exceed the retry horizon plus relay window ({horizon:.0f}s)")
         return value
