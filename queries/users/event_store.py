@@ -32,4 +32,7 @@ class EventStoreUserDirectory:
         # Ids of other aggregates in the same log (the email index) are not users.
         if not isinstance(user, User):
             return None
-        return UserProfile(user.id, user.email, user.display_name, user.created_on.astimezone(UTC))
+        # Milliseconds, as BSON stores it: the same user reads the same from either directory.
+        created = user.created_on.astimezone(UTC)
+        created = created.replace(microsecond=created.microsecond // 1000 * 1000)
+        return UserProfile(user.id, user.email, user.display_name, created)

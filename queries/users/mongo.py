@@ -45,11 +45,15 @@ class MongoUserDirectory:
         try:
             generation = await self._generations.of(NAME)
             async with self._db.client.start_session(causal_consistency=True) as session:
-                await wait_until(
+                reached = await wait_until(
                     lambda: read_checkpoint(self._checkpoints, NAME, generation, UPSTREAM, session),
                     own,
                     self._timeout,
                 )
+                if reached < own and self._fallback is not None:
+                    # The projection is behind the user's own last write (a rename, say):
+                    # the event store is not.
+                    return await self._fallback.profile(user_id)
                 row = await find_user(self._db, generation, user_id, session)
         except ConnectionFailure as exc:
             if self._fallback is None:

@@ -86,9 +86,14 @@ async def test_profiles_follow_registration_and_renames_and_ignore_replays(
         )
         await positions.wrote(ada, "Identity", 9)  # a rename the projector has not applied
         await MongoCheckpointStore(db).advance("users", 1, "Identity", 4)
-        profile = await directory.profile(ada)  # waits at most the timeout, then answers
+        profile = await directory.profile(ada)  # waits at most the timeout...
+        # ...then asks the event store, which has the rename the projection lacks.
+        assert profile == UserProfile(ada, "from@store", "Store", T0)
+        assert fallback.asked[-1] == ada
+        without_fallback = MongoUserDirectory(db, Generation1(), positions, timeout=0.01)
+        profile = await without_fallback.profile(ada)
         assert profile is not None
-        assert profile.display_name == "Ada L."
+        assert profile.display_name == "Ada L."  # the best the projection has
     finally:
         await client.drop_database(db.name)
         await client.close()

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 from uuid import uuid4
 
 from commands.identity import Identity
@@ -28,6 +28,10 @@ async def test_a_registered_user_has_a_profile_and_nothing_else_does() -> None:
         "Ann",
     )
     assert profile.created_at.utcoffset() == timedelta(0)
+    # Milliseconds, like the MongoDB directory's: one user reads the same from either.
+    assert profile.created_at.microsecond % 1000 == 0
+    created_on: datetime = identity.repository.get(written.id).created_on
+    assert timedelta(0) <= created_on - profile.created_at < timedelta(milliseconds=1)
     assert await directory.profile(uuid4()) is None
     # The email index lives in the same log, but it is not a user.
     assert await directory.profile(EmailIndex.create_id("ann@example.com")) is None
