@@ -130,7 +130,9 @@ async def test_redis_down_never_fails_a_write_or_a_read() -> None:
     dead = Redis(port=1, socket_connect_timeout=0.2, retry=Retry(NoBackoff(), 0))
     positions = RedisWritePositions(dead, "x:")
     await positions.wrote(ALICE, "Tasks", 1)
-    assert await positions.last(ALICE) == {}
+    # This process still remembers Alice's write: her next read here still waits for it.
+    assert await positions.last(ALICE) == {"Tasks": 1}
+    assert await positions.last(BOB) == {}
     cache = RedisPageCache(dead, "x:")
     assert await cache.token(1, ALICE) is None
     assert await RedisTaskStats(dead, "x:").counts(1, ALICE, EPOCH) is None
@@ -186,3 +188,29 @@ async def test_counters_follow_status_due_date_and_deletion(stats: TaskStats) ->
     assert early is not None
     assert early.overdue == 0  # due exactly now is not overdue yet
     assert datetime.now(UTC) > now
+
+
+async def test_a_dead_redis_is_left_alone_after_a_failure_and_own_writes_still_count(
+    redis: Redis, redis_prefix: str
+) -> None:
+    dead = Redis(port=1, socket_connect_timeout=0.2, retry=Retry(NoBackoff(), 0))
+    positions = RedisWritePositions(dead, redis_prefix, pause=3600)
+    asked: list[str] = []
+    hgetall = dead.hgetall
+
+    def counted(key: str) -> Any:
+        asked.append(key)
+        return hgetall(key)
+
+    dead.hgetall = counted  # type: ignore[method-assign]
+    assert await positions.last(ALICE) == {}
+    await positions.wrote(ALICE, "Tasks", 4)
+    assert await positions.last(ALICE) == {"Tasks": 4}
+    assert len(asked) == 1  # the breaker: no second trip to a server that did not answer
+    await dead.aclose()
+    # A Redis that lost the write (failover) is topped up by what this process remembers.
+    alive = RedisWritePositions(redis, redis_prefix)
+    await alive.wrote(ALICE, "Tasks", 7)
+    await redis.delete(f"{redis_prefix}rw:{ALICE}")
+    await alive.wrote(ALICE, "Identity", 2)
+    assert await alive.last(ALICE) == {"Tasks": 7, "Identity": 2}
