@@ -12,7 +12,7 @@ from pymongo.asynchronous.client_session import AsyncClientSession
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
 
-from projections.checkpoints import CHECKPOINTS
+from projections.checkpoints import CHECKPOINTS, checkpoint_id
 
 CODECS: CodecOptions[dict[str, Any]] = CodecOptions(tz_aware=True, tzinfo=UTC)
 
@@ -30,8 +30,7 @@ async def read_checkpoint(
     upstream: str,
     session: AsyncClientSession | None,
 ) -> int:
-    # The _id spelling of projections.checkpoints.MongoCheckpointStore.
     doc = await checkpoints.find_one(
-        {"_id": f"{projection}:{generation}:{upstream}"}, {"position": 1}, session=session
+        {"_id": checkpoint_id(projection, generation, upstream)}, {"position": 1}, session=session
     )
     return 0 if doc is None else int(doc["position"])
