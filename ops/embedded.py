@@ -252,6 +252,9 @@ def running(plan: Plan, specs: Sequence[ChildSpec] | None = None) -> list[ChildS
 def exported(plan: Plan, specs: Sequence[ChildSpec]) -> dict[str, str]:
     """The settings that point a taskledger process at this run's data dir and engines."""
     env = {"TASKLEDGER_DATA_DIR": str(plan.data_dir)}
+    if plan.settings.jwt_secret is None and plan.settings.jwt_secret_file is None:
+        # The secret generated into the data dir, shared by every process of this run.
+        env["TASKLEDGER_JWT_SECRET_FILE"] = str(plan.data_dir / "secret.key")
     for spec in specs:
         env.update(spec.exports(plan))
     return env

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
 import secrets
+import time
 from pathlib import Path
 from typing import Literal
 from urllib.parse import urlsplit
@@ -25,7 +28,9 @@ class Settings(BaseSettings):
     # Keys, streams and consumer groups live under this prefix, so sessions can share a server.
     redis_prefix: str = "tl:"
 
+    # Every API and mailer replica must share the secret: the value, or a file holding it.
     jwt_secret: SecretStr | None = None
+    jwt_secret_file: Path | None = None
     jwt_algorithm: Literal["HS256", "HS384", "HS512"] = "HS256"
     access_token_ttl: int = Field(default=900, ge=30, le=86_400)
     refresh_token_ttl: int = Field(default=14 * 86_400, ge=60)
@@ -101,6 +106,26 @@ class Settings(BaseSettings):
             raise ValueError("must be smtp://[user:pass@]host:port or smtps://…")
         return value
 
+    @field_validator("jwt_secret")
+    @classmethod
+    def _secret_long_enough(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None:
+            _check_secret(value.get_secret_value().encode())
+        return value
+
+    @field_validator("jwt_secret_file")
+    @classmethod
+    def _secret_file_readable(cls, value: Path | None, info: ValidationInfo) -> Path | None:
+        if value is None:
+            return None
+        if info.data.get("jwt_secret") is not None:
+            raise ValueError("set TASKLEDGER_JWT_SECRET or TASKLEDGER_JWT_SECRET_FILE, not both")
+        try:
+            _check_secret(_read_secret(value))
+        except OSError as exc:
+            raise ValueError(f"cannot read {value}: {exc.strerror}") from None
+        return value
+
     @field_validator("mail_dedup_ttl")
     @classmethod
     def _dedup_outlives_retries(cls, value: int, info: ValidationInfo) -> int:
@@ -117,12 +142,60 @@ class Settings(BaseSettings):
         """The server secret: configured, or generated once and kept in the data dir."""
         if self.jwt_secret is not None:
             return self.jwt_secret.get_secret_value().encode()
-        path = self.data_dir / "secret.key"
-        if not path.exists():
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.touch(mode=0o600)
-            path.write_text(secrets.token_urlsafe(48))
-        return path.read_text().strip().encode()
+        if self.jwt_secret_file is not None:
+            return _read_secret(self.jwt_secret_file)
+        return _generated_secret(self.data_dir / "secret.key")
+
+    def shared_secret(self) -> bytes:
+        """The configured secret, never a generated one: what ``serve api|mailer`` require, as
+        a secret generated per replica would make each one refuse the others' tokens."""
+        if self.jwt_secret is None and self.jwt_secret_file is None:
+            raise InvalidSetting(
+                "invalid setting TASKLEDGER_JWT_SECRET: not set; every API and mailer replica "
+                "needs the same secret (or set TASKLEDGER_JWT_SECRET_FILE)"
+            )
+        return self.secret()
+
+
+MIN_SECRET_BYTES = 32
+
+
+def _check_secret(secret: bytes) -> None:
+    if len(secret) < MIN_SECRET_BYTES:
+        raise ValueError(
+            f"must be at least {MIN_SECRET_BYTES} bytes (e.g. `openssl rand -base64 48`)"
+        )
+
+
+def _read_secret(path: Path) -> bytes:
+    return path.read_bytes().strip()
+
+
+def _generated_secret(path: Path) -> bytes:
+    """Made once, atomically: the key is written whole to a private temporary file, then
+    linked into place, which fails if another process got there first; everyone reads the
+    one that won, never a half-written or empty file."""
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        draft = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}")
+        fd = os.open(draft, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        try:
+            with os.fdopen(fd, "w") as file:
+                file.write(secrets.token_urlsafe(48))
+                file.flush()
+                os.fsync(file.fileno())
+            # Fails if another process made it first: then theirs is the one.
+            with contextlib.suppress(FileExistsError):
+                os.link(draft, path)
+        finally:
+            draft.unlink()
+    # An empty file is a writer of an older version between create and write: wait for it.
+    for _ in range(40):
+        secret = _read_secret(path)
+        if secret:
+            return secret
+        time.sleep(0.05)
+    raise InvalidSetting(f"invalid setting TASKLEDGER_JWT_SECRET: not set, and {path} is empty")
 
 
 class InvalidSetting(Exception):

@@ -381,7 +381,7 @@ def main(
             "TASKLEDGER_REDIS_PREFIX": prefix,
             "TASKLEDGER_MONGO_URL": mongo_url,
             "TASKLEDGER_LOG_LEVEL": "WARNING",
-            "TASKLEDGER_JWT_SECRET": "bench-" + prefix,
+            "TASKLEDGER_JWT_SECRET": "bench-secret-of-32-bytes-at-least-" + prefix,
         }
         mongo: MongoClient[dict[str, Any]] = MongoClient(mongo_url)
         port, metrics, base = free_port(), free_port(), free_port()

@@ -402,7 +402,7 @@ def main(
                 "redis_prefix": prefix,
                 "projection_batch_size": batch,
                 "projection_rebuild_grace": 2,
-                "jwt_secret": "bench",
+                "jwt_secret": "bench-secret-of-32-bytes-at-least",
             }
         )
         print(f"event store {store}, document store {mongo_url.split('?')[0]}, batch {batch}")

@@ -12,7 +12,7 @@ import uvicorn
 from starlette.types import ASGIApp
 
 from ops.api import Routes, build_api
-from ops.cli.environment import settings_or_exit
+from ops.cli.environment import exit_on_invalid_setting, settings_or_exit
 from ops.logs import Level, configure_logging
 from ops.mailer import build_mailer
 from ops.metrics import serve_metrics
@@ -56,6 +56,8 @@ def api(
 ) -> None:
     """The HTTP API alone; --routes lets auth and tasks be deployed and scaled apart."""
     settings = settings_or_exit()
+    with exit_on_invalid_setting():
+        settings.shared_secret()
     configure_logging(settings.log_level, json_lines=settings.log_json)
     serve_http(build_api(settings, routes), host, port, settings.log_level)
 
@@ -93,6 +95,8 @@ async def _serve_projector(settings: Settings) -> None:
 def mailer(metrics_port: MetricsPort = None) -> None:
     """The mail consumer, one of the group; SIGTERM lets the mails in flight finish, then exits."""
     settings = settings_or_exit()
+    with exit_on_invalid_setting():
+        settings.shared_secret()
     configure_logging(settings.log_level, json_lines=settings.log_json)
     configure_tracing(settings, "mailer")
     try:
