@@ -3,8 +3,14 @@
 Each handled event becomes one integration message on the stream named after the message type
 (``{stream_prefix}{MessageType}``), published with a message id derived from the event's
 identity, so a re-applied batch re-publishes the same ids and the consumers de-duplicate.
-Events older than the window are never (re)published: a rebuild from position 0 rebuilds the
-address book without mailing anyone twice (the consumers' de-dup memory outlives the window).
+Events older than the window are not (re)published while the relay replays from position 0 (a
+rebuild, a first start): it rebuilds the address book without mailing anyone twice (the
+consumers' de-dup memory outlives the window). Resuming from a checkpoint, it publishes
+whatever it has not yet, however old: a relay down for long delays mail, it does not drop it.
+
+Streams, address book and checkpoint all live in Redis (``RedisCheckpointStore``), the
+checkpoint written after the data it covers: if Redis loses recent writes, it loses the
+checkpoint with them, and the relay publishes again what was lost (the consumers de-duplicate).
 """
 
 from __future__ import annotations
@@ -19,6 +25,7 @@ from uuid import NAMESPACE_URL, UUID, uuid5
 from faststream.redis import RedisBroker
 from redis.asyncio import Redis
 
+from projections.checkpoints import CheckpointStore, RedisCheckpointStore
 from projections.envelope import Envelope, redis_namespace
 from projections.mail_relay.contacts import Contact, ContactChange, Contacts, RedisContacts
 from projections.mail_relay.messages import (
@@ -69,16 +76,24 @@ class MailRelayProjector:
     contacts: Contacts
     stream_prefix: str
     window: timedelta
+    checkpoints: CheckpointStore | None = None  # where this generation resumes from
+    generation: int = 1
     clock: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
     name: str = NAME
     version: int = VERSION
     upstreams: Sequence[str] = ("Identity",)
     topics: Sequence[str] = TOPICS
+    # Replaying history from position 0: the window applies. Until ``start`` knows better, or
+    # the replay reaches events within the window, assume so (never mail the whole history).
+    replaying: bool = True
 
     async def start(self) -> None:
         # Sets FastStream's serializer up. Entries go through ``redis``'s pipeline, so the
         # broker's own (lazy) connection pool never opens a socket.
         await self.broker.connect()
+        if self.checkpoints is not None:
+            resumed = await self.checkpoints.position(self.name, self.generation, "Identity")
+            self.replaying = resumed == 0
 
     async def apply(self, batch: Sequence[Envelope]) -> None:
         """Publish what happened within the window; record every address change, in order."""
@@ -132,12 +147,14 @@ class MailRelayProjector:
                     )
                 )
         await self._commit(changes, outgoing)
+        if self.replaying and batch and _aware(batch[-1].timestamp) > now - self.window:
+            self.replaying = False  # caught up with the window: from here on, the live tail
 
     def _worth_mailing(
         self, env: Envelope, now: datetime, kind: str, expires_at: datetime | None = None
     ) -> bool:
-        """Not past the window, nor a link that could no longer work; a skip leaves a trace."""
-        if _aware(env.timestamp) <= now - self.window:
+        """Not past the window (when replaying), nor a dead link; a skip leaves a trace."""
+        if self.replaying and _aware(env.timestamp) <= now - self.window:
             reason = TOO_OLD
         elif expires_at is not None and expires_at <= now:
             reason = EXPIRED
@@ -187,7 +204,8 @@ class MailRelayProjector:
 class MailRelay:
     """The relay as a projection: name, upstream, topics, and one projector per generation.
 
-    Generation N keeps its address book under ``{redis_prefix}rm:mail_relay:vN:``.
+    Generation N keeps its address book under ``{redis_prefix}rm:mail_relay:vN:``, and its
+    checkpoints on the same Redis (``OwnCheckpoints``), beside the streams they cover.
     """
 
     broker: RedisBroker
@@ -198,6 +216,15 @@ class MailRelay:
     name: str = NAME
     upstreams: Sequence[str] = ("Identity",)
     topics: Sequence[str] = TOPICS
+    _checkpoints: RedisCheckpointStore = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self._checkpoints = RedisCheckpointStore(self.redis, self.redis_prefix)
+
+    @property
+    def checkpoints(self) -> RedisCheckpointStore:
+        """On the Redis of the streams: if it loses recent entries, their checkpoint goes too."""
+        return self._checkpoints
 
     def projector(self, generation: int) -> MailRelayProjector:
         return MailRelayProjector(
@@ -206,6 +233,8 @@ class MailRelay:
             contacts=self._contacts(generation),
             stream_prefix=self.stream_prefix,
             window=self.window,
+            checkpoints=self._checkpoints,
+            generation=generation,
         )
 
     async def drop(self, generation: int) -> None:

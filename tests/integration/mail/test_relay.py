@@ -24,10 +24,18 @@ from ops.messaging import integration_stream_prefix
 from ops.projections import ReadClients
 from ops.relay import mail_relay
 from ops.settings import Settings
+from ops.smtp_sink import SmtpSink
+from projections.checkpoints import (
+    InMemoryCheckpointStore,
+    RedisCheckpointStore,
+    checkpoints_of,
+)
 from projections.envelope import Envelope
 from projections.log import EventsourcingLog
 from projections.mail_relay.relay import TOPICS, MailRelayProjector, UnknownRecipientError
 from tests.fixtures.api import make_settings
+from tests.fixtures.mail import relaying
+from tests.fixtures.projections import eventually
 
 
 @pytest.fixture
@@ -188,6 +196,61 @@ async def test_nothing_outside_the_window_or_already_expired_is_published(
     ]
     await now.apply(expired)
     assert len(await _published(settings, redis, "PasswordResetRequested")) == 1
+
+
+async def test_resuming_from_a_checkpoint_publishes_even_what_is_older_than_the_window(
+    settings: Settings, write: WriteSide, redis: Redis
+) -> None:
+    _register(write.identity, "late@example.com", "Late")
+    envelopes = _envelopes(settings)
+    clients = ReadClients(mongo=None, db=None, redis=redis)  # type: ignore[arg-type]
+    relay = mail_relay(settings, clients)
+    # The relay's checkpoint lives on the Redis of its streams, not in the document store.
+    assert checkpoints_of(relay, InMemoryCheckpointStore()) is relay.checkpoints
+    await relay.checkpoints.advance("mail_relay", 1, "Identity", envelopes[0].position)
+
+    resumed = relay.projector(1)
+    resumed.clock = lambda: datetime.now(UTC) + timedelta(days=2)  # down for two days
+    await resumed.start()
+    await resumed.apply(envelopes)
+    [welcome] = await _published(settings, redis, "UserRegistered")
+    assert welcome["data"]["email"] == "late@example.com"
+
+    # From position 0 (a rebuild), the same old event is not mailed again.
+    rebuilt = relay.projector(2)
+    rebuilt.clock = resumed.clock
+    await rebuilt.start()
+    await rebuilt.apply(envelopes)
+    assert len(await _published(settings, redis, "UserRegistered")) == 1
+
+
+async def test_the_relay_checkpoint_is_in_redis_after_a_run(
+    tmp_path: Path, redis_url: str, redis_prefix: str, mongo_url: str, smtp_sink: SmtpSink
+) -> None:
+    settings = make_settings(
+        tmp_path,
+        f"sqlite:///{tmp_path / 'events.sqlite'}",
+        redis_url,
+        redis_prefix,
+        mongo_url=mongo_url,
+        smtp_url=smtp_sink.url,
+    )
+    side = build_write_side(settings)
+    try:
+        _register(side.identity, "ck@example.com", "Ck")
+    finally:
+        side.close()
+    client = Redis.from_url(redis_url)
+    store = RedisCheckpointStore(client, redis_prefix)
+    try:
+        async with relaying(settings):
+            await eventually(lambda: _position(store), within=30)
+    finally:
+        await client.aclose()
+
+
+async def _position(store: RedisCheckpointStore) -> bool:
+    return await store.position("mail_relay", 1, "Identity") > 0
 
 
 def _skipped(kind: str, reason: str) -> float:
