@@ -6,10 +6,11 @@ Settings, and the tests call the same builders with theirs.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
-from urllib.parse import unquote, urlsplit
+from urllib.parse import parse_qs, unquote, urlsplit
 
 from redis.asyncio import Redis
 from redis.asyncio.retry import Retry
@@ -24,7 +25,7 @@ from commands.auth.tokens import JwtTokens, signing_key
 from commands.identity import Identity
 from commands.tasks import Tasks
 from domain.reset_tokens import reset_key
-from ops.settings import InvalidSetting, Settings
+from ops.settings import POSTGRES_URL_PARAMETERS, InvalidSetting, Settings
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,6 +67,10 @@ def event_store_env(settings: Settings) -> dict[str, str]:
             "SQLITE_LOCK_TIMEOUT": "10",
             **per_app,
         }
+    # sslmode and the certificates: eventsourcing passes no such options to psycopg, so they go
+    # where libpq reads them, the process environment (the URL was checked by Settings).
+    for name, values in parse_qs(url.query).items():
+        os.environ[POSTGRES_URL_PARAMETERS[name]] = values[-1]
     return {
         "PERSISTENCE_MODULE": "eventsourcing.postgres",
         "POSTGRES_DBNAME": url.path.lstrip("/") or "postgres",

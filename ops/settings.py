@@ -8,7 +8,7 @@ import secrets
 import time
 from pathlib import Path
 from typing import Literal
-from urllib.parse import urlsplit
+from urllib.parse import parse_qs, urlsplit
 
 from pydantic import Field, SecretStr, ValidationError, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -80,9 +80,29 @@ class Settings(BaseSettings):
 
     @field_validator("event_store_url")
     @classmethod
-    def _event_store_scheme(cls, value: str | None) -> str | None:
-        if value is not None and urlsplit(value).scheme not in {"sqlite", "postgresql", "postgres"}:
+    def _event_store_url(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        url = urlsplit(value)
+        if url.scheme not in {"sqlite", "postgresql", "postgres"}:
             raise ValueError("must be sqlite:///PATH or postgresql://USER@HOST:PORT/DB")
+        if url.scheme == "sqlite":
+            if url.query:
+                raise ValueError("a sqlite:/// URL takes no query parameters")
+            return value
+        try:
+            port = url.port  # None when the URL names none: 5432
+        except ValueError:
+            port = 0
+        if port == 0:
+            raise ValueError("the port must be a number from 1 to 65535")
+        parameters = parse_qs(url.query, keep_blank_values=True)
+        unknown = sorted(set(parameters) - set(POSTGRES_URL_PARAMETERS))
+        if unknown:
+            known = ", ".join(POSTGRES_URL_PARAMETERS)
+            raise ValueError(f"unknown query parameter {unknown[0]!r} (known: {known})")
+        if parameters.get("sslmode", ["prefer"])[-1] not in SSL_MODES:
+            raise ValueError(f"sslmode must be one of {', '.join(SSL_MODES)}")
         return value
 
     @field_validator("mongo_url")
@@ -157,6 +177,15 @@ class Settings(BaseSettings):
         return self.secret()
 
 
+# Query parameters a postgresql:// event-store URL may carry, and the libpq environment variable
+# each becomes (eventsourcing has no TLS options; libpq reads these from the process environment).
+POSTGRES_URL_PARAMETERS = {
+    "sslmode": "PGSSLMODE",
+    "sslrootcert": "PGSSLROOTCERT",
+    "sslcert": "PGSSLCERT",
+    "sslkey": "PGSSLKEY",
+}
+SSL_MODES = ("disable", "allow", "prefer", "require", "verify-ca", "verify-full")
 MIN_SECRET_BYTES = 32
 
 
