@@ -69,8 +69,10 @@ class Settings(BaseSettings):
     argon2_time_cost: int = Field(default=3, ge=1)
     argon2_memory_cost: int = Field(default=65_536, ge=8)
 
-    postgres_pool_size: int = Field(default=10, ge=1)
-    postgres_max_overflow: int = Field(default=30, ge=0)
+    # Per application (Identity, Tasks, the Tasks audit reader): eventsourcing opens pool_size
+    # connections at start. Small, so replicas fit PostgreSQL's max_connections (README).
+    postgres_pool_size: int = Field(default=2, ge=1)
+    postgres_max_overflow: int = Field(default=4, ge=0)
 
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_json: bool = True

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 import psycopg
 import pytest
 
 from ops.api import build_api
+from ops.settings import Settings
 from tests.fixtures.api import make_settings
 
 
@@ -34,3 +36,30 @@ async def test_a_failing_read_side_leaves_no_event_store_connection_open(
         async with app.router.lifespan_context(app):
             pass
     assert connections_to(postgres_url) == before
+
+
+async def test_an_api_process_holds_few_connections_with_the_default_pools(
+    tmp_path: Path, postgres_url: str, redis_url: str, redis_prefix: str
+) -> None:
+    defaults = Settings.model_fields
+    settings = make_settings(
+        tmp_path,
+        postgres_url,
+        redis_url,
+        redis_prefix,
+        postgres_pool_size=defaults["postgres_pool_size"].default,
+        postgres_max_overflow=defaults["postgres_max_overflow"].default,
+    )
+    before = connections_to(postgres_url)
+    app = build_api(settings)
+    async with app.router.lifespan_context(app):
+        # The pools open their connections in the background: wait until they settle.
+        seen = []
+        for _ in range(30):
+            seen.append(connections_to(postgres_url) - before)
+            if len(seen) > 5 and len(set(seen[-5:])) == 1:
+                break
+            await asyncio.sleep(0.1)
+    # Identity and Tasks keep POSTGRES_POOL_SIZE (2) each, the audit reader one; each pool
+    # opens one more while the first request (creating its tables) waits for the others.
+    assert seen[-1] <= (2 + 1) + (2 + 1) + (1 + 1)
