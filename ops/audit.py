@@ -7,8 +7,8 @@ from dataclasses import dataclass, field
 
 from ops.bootstrap import APPLICATIONS, event_store_env
 from ops.settings import Settings
+from projections.log import UpstreamReader
 from queries.history.export import EventStoreEventExport
-from queries.history.log import StoredLog
 from queries.history.replay import EventStoreTaskHistory, EventStoreUserHistory
 
 
@@ -26,9 +26,9 @@ def application_named(name: str) -> str:
 
 @dataclass
 class AuditLogs:
-    """One StoredLog per upstream application, opened on the same store as the write side."""
+    """One UpstreamReader per upstream application, opened on the same store as the write side."""
 
-    logs: dict[str, StoredLog] = field(default_factory=dict)
+    logs: dict[str, UpstreamReader] = field(default_factory=dict)
 
     def task_history(self) -> EventStoreTaskHistory:
         return EventStoreTaskHistory(self.logs["Tasks"])
@@ -59,7 +59,7 @@ def open_audit_logs(
     audit = AuditLogs()
     try:
         for name in names:
-            audit.logs[name] = StoredLog(application_named(name), env)
+            audit.logs[name] = UpstreamReader(application_named(name), env)
     except BaseException:
         audit.close()
         raise

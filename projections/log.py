@@ -102,7 +102,8 @@ class NotificationLog(Protocol):
 
 
 class UpstreamReader(Application[UUID]):
-    """A read-only handle on an application's log: same name, so same tables and same mapper."""
+    """A read-only handle on an application's store (the projector's logs, the audit side's
+    histories): same name, so same tables and same mapper."""
 
     def __init__(self, name: str, env: Mapping[str, str]) -> None:
         # Application.__init__ reads self.name to find the tables and the env prefix.

@@ -1,4 +1,7 @@
-"""Reading a write-side application's store without importing the write side."""
+"""Decoding a write-side application's events without importing the write side.
+
+The handle on a store is projections.log.UpstreamReader, the one the projector reads through.
+"""
 
 from __future__ import annotations
 
@@ -14,19 +17,6 @@ _CATALOGUE = {
     "User.PasswordResetRequested": "PasswordResetRequested",
     "User.PasswordChanged": "PasswordChanged",
 }
-
-
-class StoredLog(Application[UUID]):
-    """A reader of an upstream application's events: the same name finds the same tables.
-
-    Constructed by ops with the upstream's name ("Tasks", "Identity") and the same store
-    environment; the audit side only ever reads through it.
-    """
-
-    def __init__(self, name: str, env: Mapping[str, str]) -> None:
-        # The library derives table names and env prefixes from ``name`` during __init__.
-        self.name = name
-        super().__init__(env=dict(env))
 
 
 def stored_events(log: Application[UUID], originator_id: UUID) -> Iterator[AggregateEvent]:
