@@ -73,6 +73,8 @@ class Settings(BaseSettings):
     # connections at start. Small, so replicas fit PostgreSQL's max_connections (README).
     postgres_pool_size: int = Field(default=2, ge=1)
     postgres_max_overflow: int = Field(default=4, ge=0)
+    # Longest wait for an event-store connection, seconds; operator commands use 5 unless set.
+    postgres_connect_timeout: int = Field(default=30, ge=1, le=600)
 
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
     log_json: bool = True

@@ -2,12 +2,33 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import typer
+from typer.core import TyperGroup
 
 from ops.cli import audit, events, mail, projections, serve, up
+from ops.cli.environment import EXIT_UNAVAILABLE, unreachable
+
+
+class TaskledgerCommands(TyperGroup):
+    """Every command: an engine that does not answer is one line on stderr and exit status 3,
+    not a traceback."""
+
+    def invoke(self, ctx: Any) -> Any:  # typer's vendored click.Context
+        try:
+            return super().invoke(ctx)
+        except Exception as error:
+            reason = unreachable(error)
+            if reason is None:
+                raise
+            typer.echo(reason, err=True)
+            raise typer.Exit(EXIT_UNAVAILABLE) from None
+
 
 app = typer.Typer(
     name="taskledger",
+    cls=TaskledgerCommands,
     help="taskledger: an event-sourced task manager backend and its operator tools.",
     no_args_is_help=True,
     add_completion=False,

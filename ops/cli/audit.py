@@ -14,7 +14,7 @@ from rich.text import Text
 
 from domain.errors import NotFound
 from ops.audit import open_audit_logs
-from ops.cli.environment import settings_or_exit
+from ops.cli.environment import operator_settings
 from ops.cli.instants import identifier, instant, refuse
 from queries.history.ports import HistoryEntry, TaskState
 
@@ -95,7 +95,7 @@ def task(
     """A task's every change (deleted tasks included), or its state at --as-of."""
     uid = identifier(task_id, "task")
     moment = instant(as_of, "--as-of")
-    settings = settings_or_exit()
+    settings = operator_settings()
     with open_audit_logs(settings, ["Tasks"]) as audit:
         history = audit.task_history()
         try:
@@ -113,7 +113,7 @@ def task(
 def user(user_id: Annotated[str, typer.Argument(help="The user's id.")]) -> None:
     """A user's registration, renames, reset requests and password changes; never a secret."""
     uid = identifier(user_id, "user")
-    settings = settings_or_exit()
+    settings = operator_settings()
     with open_audit_logs(settings, ["Identity"]) as audit:
         try:
             entries = audit.user_history().history(uid)

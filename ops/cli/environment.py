@@ -1,4 +1,5 @@
-"""What every command does first: read the settings, or stop with one line naming the bad one."""
+"""What every command does first: read the settings, or stop with one line naming the bad one;
+and what any command does when an engine does not answer: one line, exit status 3."""
 
 from __future__ import annotations
 
@@ -10,11 +11,22 @@ import typer
 from ops.settings import InvalidSetting, Settings, load_settings
 
 EXIT_BAD_SETTING = 2
+EXIT_UNAVAILABLE = 3
+# Operator commands are interactive: an engine that is down fails them in seconds.
+OPERATOR_CONNECT_TIMEOUT = 5
 
 
 def settings_or_exit() -> Settings:
     with exit_on_invalid_setting():
         return load_settings()
+
+
+def operator_settings() -> Settings:
+    """The settings of an operator command (audit, events, projections, mail)."""
+    settings = settings_or_exit()
+    if "postgres_connect_timeout" in settings.model_fields_set:
+        return settings
+    return settings.model_copy(update={"postgres_connect_timeout": OPERATOR_CONNECT_TIMEOUT})
 
 
 @contextmanager
@@ -25,3 +37,25 @@ def exit_on_invalid_setting() -> Iterator[None]:
     except InvalidSetting as exc:
         typer.echo(str(exc), err=True)
         raise typer.Exit(EXIT_BAD_SETTING) from None
+
+
+def unreachable(error: BaseException) -> str | None:
+    """One line naming the engine a connection error is about; None for any other error."""
+    # Imported here: only a failing command pays for them.
+    import psycopg
+    import pymongo.errors
+    import redis.exceptions
+    from eventsourcing.persistence import OperationalError
+
+    if isinstance(error, BaseExceptionGroup):
+        return next(filter(None, map(unreachable, error.exceptions)), None)
+    engines: list[tuple[tuple[type[BaseException], ...], str]] = [
+        ((OperationalError, psycopg.OperationalError), "the event store"),
+        ((redis.exceptions.ConnectionError, redis.exceptions.TimeoutError), "Redis"),
+        ((pymongo.errors.ConnectionFailure,), "the document store (MongoDB)"),
+    ]
+    for kinds, engine in engines:
+        if isinstance(error, kinds):
+            detail = " ".join(str(error).split())[:200] or type(error).__name__
+            return f"{engine} is unreachable: {detail}"
+    return None

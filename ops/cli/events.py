@@ -11,7 +11,7 @@ import typer
 
 from ops.audit import UnknownApplicationError, application_named, open_audit_logs
 from ops.bootstrap import APPLICATIONS
-from ops.cli.environment import settings_or_exit
+from ops.cli.environment import operator_settings
 from ops.cli.instants import instant, refuse
 from queries.history.export import to_json_line
 
@@ -40,7 +40,7 @@ def export(
         names = [application_named(application)] if application else list(APPLICATIONS)
     except UnknownApplicationError as exc:
         raise refuse(str(exc)) from None
-    settings = settings_or_exit()
+    settings = operator_settings()
     out = sys.stdout
     try:
         with open_audit_logs(settings, names) as audit:

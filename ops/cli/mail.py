@@ -7,14 +7,13 @@ import json
 from collections.abc import Awaitable, Callable
 from typing import Annotated, TypeVar
 
-import redis.exceptions
 import typer
 from rich.console import Console
 from rich.table import Table
 
 from consumers.dead_letters import RedisDeadLetters
 from ops.bootstrap import redis_client
-from ops.cli.environment import EXIT_BAD_SETTING, settings_or_exit
+from ops.cli.environment import EXIT_BAD_SETTING, operator_settings
 from ops.cli.instants import refuse
 from ops.mailer import asyncapi_document, dead_letters
 from ops.settings import InvalidSetting, Settings
@@ -27,7 +26,6 @@ letters_app = typer.Typer(
 )
 app.add_typer(letters_app, name="dead-letters")
 
-EXIT_UNAVAILABLE = 3
 T = TypeVar("T")
 Ids = Annotated[list[str] | None, typer.Argument(help="Dead-letter entry ids (see list).")]
 
@@ -40,10 +38,9 @@ def _with_dead_letters(settings: Settings, work: Callable[[RedisDeadLetters], Aw
         finally:
             await client.aclose()
 
+    # Redis down is answered by every command alike (ops/cli/__init__.py): one line, exit 3.
     try:
         return asyncio.run(run())
-    except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError) as exc:
-        raise refuse(f"Redis is unavailable: {exc}", EXIT_UNAVAILABLE) from None
     except InvalidSetting as exc:
         raise refuse(str(exc), EXIT_BAD_SETTING) from None
 
@@ -54,7 +51,7 @@ def list_letters(
     as_json: Annotated[bool, typer.Option("--json", help="JSON lines instead of a table.")] = False,
 ) -> None:
     """The parked mails: kind, attempts, when and why they failed. Never the token."""
-    letters = _with_dead_letters(settings_or_exit(), lambda d: d.entries(limit))
+    letters = _with_dead_letters(operator_settings(), lambda d: d.entries(limit))
     if as_json:
         for letter in letters:
             typer.echo(
@@ -88,7 +85,7 @@ def list_letters(
 @letters_app.command("retry")
 def retry(ids: Ids = None) -> None:
     """Put parked mails back on their streams, with fresh attempts (all when no id is given)."""
-    count = _with_dead_letters(settings_or_exit(), lambda d: d.retry(ids or ()))
+    count = _with_dead_letters(operator_settings(), lambda d: d.retry(ids or ()))
     if ids and count < len(ids):
         raise refuse(f"re-driven {count} of {len(ids)}: the others are not parked")
     typer.echo(f"re-driven {count} mail(s)")
@@ -102,7 +99,7 @@ def purge(
     """Drop parked mails for good: the given ids, or every one with --all."""
     if not ids and not everything:
         raise refuse("name the ids to purge, or pass --all")
-    count = _with_dead_letters(settings_or_exit(), lambda d: d.purge(ids or ()))
+    count = _with_dead_letters(operator_settings(), lambda d: d.purge(ids or ()))
     typer.echo(f"purged {count} mail(s)")
 
 
@@ -111,5 +108,5 @@ def show_asyncapi(
     yaml: Annotated[bool, typer.Option("--yaml", help="YAML instead of JSON.")] = False,
 ) -> None:
     """The AsyncAPI 3.0 document of the mail streams and their message schemas (FastStream's)."""
-    schema = asyncapi_document(settings_or_exit())
+    schema = asyncapi_document(operator_settings())
     typer.echo(schema.to_yaml() if yaml else json.dumps(schema.to_jsonable(), indent=2))

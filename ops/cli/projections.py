@@ -24,7 +24,7 @@ from rich.progress import (
 from rich.table import Table
 from rich.text import Text
 
-from ops.cli.environment import EXIT_BAD_SETTING, settings_or_exit
+from ops.cli.environment import EXIT_BAD_SETTING, operator_settings
 from ops.logs import configure_logging
 from ops.projections import ReadSide, open_read_side
 from ops.settings import InvalidSetting, Settings
@@ -174,7 +174,7 @@ async def _status(settings: Settings) -> list[ProjectionStatus]:
 @app.command("status")
 def status() -> None:
     """One row per projection: generation, position per upstream, head, lag, parked, state."""
-    settings = settings_or_exit()
+    settings = operator_settings()
     configure_logging("WARNING", json_lines=False)
     rows = _run_or_exit(settings, _status)
     console = _console()
@@ -267,7 +267,7 @@ def rebuild(
     ] = False,
 ) -> None:
     """Blue/green: build the next generation while the live one serves, switch, drop the old."""
-    settings = settings_or_exit()
+    settings = operator_settings()
     configure_logging("WARNING", json_lines=False)
     results = _run_or_exit(settings, lambda s: _rebuild(s, name, every, in_place))
     console = _console()

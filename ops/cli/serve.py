@@ -12,6 +12,7 @@ import uvicorn
 from starlette.types import ASGIApp
 
 from ops.api import Routes, build_api
+from ops.bootstrap import redis_url
 from ops.cli.environment import exit_on_invalid_setting, settings_or_exit
 from ops.logs import Level, configure_logging
 from ops.mailer import build_mailer
@@ -58,6 +59,7 @@ def api(
     settings = settings_or_exit()
     with exit_on_invalid_setting():
         settings.shared_secret()
+        redis_url(settings)  # checked here: inside the lifespan it would be a traceback
     configure_logging(settings.log_level, json_lines=settings.log_json)
     serve_http(build_api(settings, routes), host, port, settings.log_level)
 
