@@ -23,6 +23,7 @@ from pymongo.errors import BulkWriteError, ConnectionFailure
 from domain.errors import Unavailable
 from projections.consistent_reads import CODECS, checkpoints_for_reads, read_checkpoint
 from projections.envelope import collection_name
+from projections.mongo_writes import duplicate_key_indexes
 from projections.task_list.changes import TaskChange
 from projections.task_list.model import (
     NO_DUE_DATE,
@@ -37,7 +38,6 @@ from projections.task_list.model import (
 )
 
 NAME = "task_list"
-DUPLICATE_KEY = 11000
 
 
 def tasks_collection(generation: int) -> str:
@@ -103,15 +103,6 @@ def keyset(query: dict[str, Any], field: str, descending: bool, after: After) ->
     return {"$and": [query, bound, ties]}
 
 
-def _duplicates(exc: BulkWriteError) -> list[int]:
-    """The indexes of the writes that hit an existing _id; anything else is re-raised."""
-    details = exc.details
-    errors = details.get("writeErrors", [])
-    if details.get("writeConcernErrors") or any(e.get("code") != DUPLICATE_KEY for e in errors):
-        raise exc
-    return [int(e["index"]) for e in errors]
-
-
 class MongoTaskCollection:
     """One generation's collection: the projector's writes, and reads inside a session."""
 
@@ -138,7 +129,7 @@ class MongoTaskCollection:
                     [{"_id": str(c.task_id), **c.fields} for c in fresh], ordered=False
                 )
             except BulkWriteError as exc:
-                updates.extend(fresh[i] for i in _duplicates(exc))
+                updates.extend(fresh[i] for i in duplicate_key_indexes(exc))
         if not updates:
             return
         ops = [
@@ -153,7 +144,7 @@ class MongoTaskCollection:
             await self._primary.bulk_write(ops, ordered=False)
         except BulkWriteError as exc:
             # Upserting past a failed guard collides with the newer row on _id: a stale write.
-            _duplicates(exc)
+            duplicate_key_indexes(exc)
 
     async def owners(self, task_ids: Sequence[UUID]) -> dict[UUID, UUID]:
         cursor = self._primary.find({"_id": {"$in": [str(t) for t in task_ids]}}, {"owner_id": 1})

@@ -8,18 +8,19 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 from uuid import UUID
 
-from bson.codec_options import CodecOptions
 from pymongo import ReadPreference, UpdateOne
 from pymongo.asynchronous.client_session import AsyncClientSession
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import BulkWriteError
 
+from projections.consistent_reads import CODECS
 from projections.envelope import Envelope, collection_name
+from projections.mongo_writes import duplicate_key_indexes
 from projections.task_list.changes import to_millis
 
 NAME = "users"
@@ -27,8 +28,6 @@ VERSION = 1
 REGISTERED = "domain.identity:User.Registered"
 RENAMED = "domain.identity:User.Renamed"
 TOPICS = (REGISTERED, RENAMED)
-DUPLICATE_KEY = 11000
-CODECS: CodecOptions[dict[str, Any]] = CodecOptions(tz_aware=True, tzinfo=UTC)
 
 
 def users_collection(generation: int) -> str:
@@ -83,11 +82,7 @@ class UsersProjector:
         try:
             await self.collection.bulk_write(ops, ordered=False)
         except BulkWriteError as exc:
-            details = exc.details
-            if details.get("writeConcernErrors") or any(
-                error.get("code") != DUPLICATE_KEY for error in details.get("writeErrors", [])
-            ):
-                raise
+            duplicate_key_indexes(exc)
 
 
 @dataclass
