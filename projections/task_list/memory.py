@@ -18,24 +18,9 @@ from projections.task_list.model import (
     TaskPage,
     TaskQuery,
     TaskRow,
+    document_row,
     matches,
 )
-
-
-def _row(doc: Mapping[str, Any]) -> TaskRow:
-    return TaskRow(
-        id=UUID(doc["_id"]),
-        owner_id=UUID(doc["owner_id"]),
-        title=doc["title"],
-        description=doc["description"],
-        status=doc["status"],
-        priority=doc["priority"],
-        due_date=doc["due_date"],
-        labels=tuple(doc["labels"]),
-        created_at=doc["created_at"],
-        updated_at=doc["updated_at"],
-        version=int(doc["version"]),
-    )
 
 
 class InMemoryTaskCollection:
@@ -70,13 +55,14 @@ class InMemoryTaskCollection:
 
     def _live(self, owner_id: UUID) -> list[TaskRow]:
         owner = str(owner_id)
-        return [_row(d) for d in self._docs.values() if d["owner_id"] == owner and not d["deleted"]]
+        docs = self._docs.values()
+        return [document_row(d) for d in docs if d["owner_id"] == owner and not d["deleted"]]
 
     async def get(self, owner_id: UUID, task_id: UUID) -> TaskRow | None:
         doc = self._docs.get(str(task_id))
         if doc is None or doc["deleted"] or doc["owner_id"] != str(owner_id):
             return None
-        return _row(doc)
+        return document_row(doc)
 
     async def page(self, owner_id: UUID, query: TaskQuery) -> TaskPage:
         sort = query.sort

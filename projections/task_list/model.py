@@ -7,6 +7,7 @@ query side (which reads them), so all of them agree on what a row and a page are
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -175,6 +176,23 @@ def row_document(row: TaskRow) -> dict[str, Any]:
         "version": row.version,
         "deleted": False,
     }
+
+
+def document_row(doc: Mapping[str, Any]) -> TaskRow:
+    """The row of a stored document: ``row_document`` read back."""
+    return TaskRow(
+        id=UUID(doc["_id"]),
+        owner_id=UUID(doc["owner_id"]),
+        title=doc["title"],
+        description=doc["description"],
+        status=doc["status"],
+        priority=doc["priority"],
+        due_date=doc["due_date"],
+        labels=tuple(doc["labels"]),
+        created_at=doc["created_at"],
+        updated_at=doc["updated_at"],
+        version=int(doc["version"]),
+    )
 
 
 @dataclass(frozen=True, slots=True)

@@ -8,7 +8,7 @@ lagging secondary.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from datetime import datetime
 from typing import Any, Protocol
@@ -35,6 +35,7 @@ from projections.task_list.model import (
     TaskPage,
     TaskQuery,
     TaskRow,
+    document_row,
 )
 
 NAME = "task_list"
@@ -55,22 +56,6 @@ def _indexes() -> list[tuple[str, list[tuple[str, int]]]]:
     ]
     indexes.append(("owner_labels", [("owner_id", ASCENDING), ("labels", ASCENDING)]))
     return indexes
-
-
-def _row(doc: Mapping[str, Any]) -> TaskRow:
-    return TaskRow(
-        id=UUID(doc["_id"]),
-        owner_id=UUID(doc["owner_id"]),
-        title=doc["title"],
-        description=doc["description"],
-        status=doc["status"],
-        priority=doc["priority"],
-        due_date=doc["due_date"],
-        labels=tuple(doc["labels"]),
-        created_at=doc["created_at"],
-        updated_at=doc["updated_at"],
-        version=int(doc["version"]),
-    )
 
 
 def filter_document(owner_id: UUID, flt: TaskFilter) -> dict[str, Any]:
@@ -163,7 +148,7 @@ class MongoTaskCollection:
         doc = await self._reads.find_one(
             {"_id": str(task_id), "owner_id": str(owner_id), "deleted": False}, session=session
         )
-        return None if doc is None else _row(doc)
+        return None if doc is None else document_row(doc)
 
     async def page(
         self, owner_id: UUID, query: TaskQuery, session: AsyncClientSession | None = None
@@ -178,7 +163,7 @@ class MongoTaskCollection:
             .sort([(field, direction), ("_id", direction)])
             .limit(query.limit + 1)
         )
-        rows = [_row(doc) async for doc in cursor]
+        rows = [document_row(doc) async for doc in cursor]
         more = len(rows) > query.limit
         rows = rows[: query.limit]
         last = rows[-1] if more else None
