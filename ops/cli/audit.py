@@ -2,20 +2,18 @@
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
 from domain.errors import NotFound
 from ops.audit import open_audit_logs
-from ops.cli.environment import operator_settings
-from ops.cli.instants import identifier, instant, refuse
+from ops.cli.environment import console, operator_settings, refuse
+from ops.cli.instants import identifier, instant
 from queries.history.ports import HistoryEntry, TaskState
 
 EXIT_NOT_FOUND = 1
@@ -24,11 +22,6 @@ app = typer.Typer(
     help="The event history of a task or a user, or a task as it was at an instant.",
     no_args_is_help=True,
 )
-
-
-def _console() -> Console:
-    # Piped output gets a wide fixed width, so ids and times are never folded mid-value.
-    return Console(width=None if sys.stdout.isatty() else 200)
 
 
 def show(value: Any) -> str:
@@ -106,7 +99,7 @@ def task(
                 table = state_table(f"task {uid} as of {show(moment)}", state)
         except NotFound as exc:
             raise refuse(str(exc), EXIT_NOT_FOUND) from None
-    _console().print(table)
+    console().print(table)
 
 
 @app.command("user")
@@ -119,4 +112,4 @@ def user(user_id: Annotated[str, typer.Argument(help="The user's id.")]) -> None
             entries = audit.user_history().history(uid)
         except NotFound as exc:
             raise refuse(str(exc), EXIT_NOT_FOUND) from None
-    _console().print(history_table(f"user {uid}", entries))
+    console().print(history_table(f"user {uid}", entries))

@@ -1,15 +1,23 @@
-"""What every command does first: read the settings, or stop with one line naming the bad one;
-and what any command does when an engine does not answer: one line, exit status 3."""
+"""What every command shares: its settings (or one line naming the bad one, exit 2), one-line
+refusals, the console its tables go to, and the line it prints when an engine does not answer.
+"""
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import TYPE_CHECKING
 
 import typer
 
 from ops.settings import InvalidSetting, Settings, load_settings
 
+if TYPE_CHECKING:
+    from rich.console import Console
+
+EXIT_REFUSED = 1
+EXIT_BAD_INPUT = 2
 EXIT_BAD_SETTING = 2
 EXIT_UNAVAILABLE = 3
 # Operator commands are interactive: an engine that is down fails them in seconds.
@@ -35,8 +43,20 @@ def exit_on_invalid_setting() -> Iterator[None]:
     try:
         yield
     except InvalidSetting as exc:
-        typer.echo(str(exc), err=True)
-        raise typer.Exit(EXIT_BAD_SETTING) from None
+        raise refuse(str(exc), EXIT_BAD_SETTING) from None
+
+
+def refuse(reason: str, code: int = EXIT_BAD_INPUT) -> typer.Exit:
+    """Print the one-line reason on stderr; the caller raises the returned Exit."""
+    typer.echo(reason, err=True)
+    return typer.Exit(code)
+
+
+def console() -> Console:
+    """Where tables go: stdout; piped, a wide fixed width, so ids and times never fold."""
+    from rich.console import Console
+
+    return Console(width=None if sys.stdout.isatty() else 200)
 
 
 def unreachable(error: BaseException) -> str | None:

@@ -11,8 +11,8 @@ import typer
 
 from ops.audit import UnknownApplicationError, application_named, open_audit_logs
 from ops.bootstrap import APPLICATIONS
-from ops.cli.environment import operator_settings
-from ops.cli.instants import instant, refuse
+from ops.cli.environment import operator_settings, refuse
+from ops.cli.instants import instant
 from queries.history.export import to_json_line
 
 app = typer.Typer(help="The event store itself, for auditors.", no_args_is_help=True)

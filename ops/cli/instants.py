@@ -5,15 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from uuid import UUID
 
-import typer
-
-EXIT_BAD_INPUT = 2
-
-
-def refuse(reason: str, code: int = EXIT_BAD_INPUT) -> typer.Exit:
-    """Print the one-line reason on stderr; the caller raises the returned Exit."""
-    typer.echo(reason, err=True)
-    return typer.Exit(code)
+from ops.cli.environment import refuse
 
 
 def instant(value: str | None, option: str) -> datetime | None:

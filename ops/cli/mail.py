@@ -8,15 +8,13 @@ from collections.abc import Awaitable, Callable
 from typing import Annotated, TypeVar
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
 from consumers.dead_letters import RedisDeadLetters
 from ops.bootstrap import redis_client
-from ops.cli.environment import EXIT_BAD_SETTING, operator_settings
-from ops.cli.instants import refuse
+from ops.cli.environment import console, exit_on_invalid_setting, operator_settings, refuse
 from ops.mailer import asyncapi_document, dead_letters
-from ops.settings import InvalidSetting, Settings
+from ops.settings import Settings
 
 app = typer.Typer(
     help="Mail: parked (dead-lettered) mails and the message contract.", no_args_is_help=True
@@ -39,10 +37,8 @@ def _with_dead_letters(settings: Settings, work: Callable[[RedisDeadLetters], Aw
             await client.aclose()
 
     # Redis down is answered by every command alike (ops/cli/__init__.py): one line, exit 3.
-    try:
+    with exit_on_invalid_setting():
         return asyncio.run(run())
-    except InvalidSetting as exc:
-        raise refuse(str(exc), EXIT_BAD_SETTING) from None
 
 
 @letters_app.command("list")
@@ -78,7 +74,7 @@ def list_letters(
             letter.message_id,
             letter.reason,
         )
-    Console().print(table)
+    console().print(table)
     typer.echo(f"{len(letters)} parked mail(s)")
 
 

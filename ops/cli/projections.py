@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import sys
 from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -24,10 +23,16 @@ from rich.progress import (
 from rich.table import Table
 from rich.text import Text
 
-from ops.cli.environment import EXIT_BAD_SETTING, operator_settings
+from ops.cli.environment import (
+    EXIT_REFUSED,
+    console,
+    exit_on_invalid_setting,
+    operator_settings,
+    refuse,
+)
 from ops.logs import configure_logging
 from ops.projections import ReadSide, open_read_side
-from ops.settings import InvalidSetting, Settings
+from ops.settings import Settings
 from projections.aliases import Alias, AliasConflictError, AliasState
 from projections.envelope import Projection
 from projections.host import projector_version
@@ -35,37 +40,24 @@ from projections.rebuild import Phase, RebuildStuckError, Rebuilt
 from projections.runner import Progress as RunnerProgress
 from projections.runner import first_error
 
-EXIT_REFUSED = 1
-
 app = typer.Typer(
     help="Status of the read models, and blue/green or in-place rebuilds.",
     no_args_is_help=True,
 )
 
 
-class RefusedError(Exception):
-    """One line for stderr: why the command did nothing (more)."""
-
-
-def _console() -> Console:
-    return Console(width=None if sys.stdout.isatty() else 200)
-
-
 T = TypeVar("T")
 
 
 def _run_or_exit(settings: Settings, work: Callable[[Settings], Coroutine[Any, Any, T]]) -> T:
-    try:
+    with exit_on_invalid_setting():
         try:
-            return asyncio.run(work(settings))
-        except BaseExceptionGroup as group:
-            raise first_error(group) from None
-    except InvalidSetting as exc:
-        typer.echo(str(exc), err=True)
-        raise typer.Exit(EXIT_BAD_SETTING) from None
-    except (RefusedError, AliasConflictError, RebuildStuckError) as exc:
-        typer.echo(str(exc), err=True)
-        raise typer.Exit(EXIT_REFUSED) from None
+            try:
+                return asyncio.run(work(settings))
+            except BaseExceptionGroup as group:
+                raise first_error(group) from None
+        except (AliasConflictError, RebuildStuckError) as exc:
+            raise refuse(str(exc), EXIT_REFUSED) from None
 
 
 # ----------------------------------------------------------------------------------- status
@@ -177,11 +169,11 @@ def status() -> None:
     settings = operator_settings()
     configure_logging("WARNING", json_lines=False)
     rows = _run_or_exit(settings, _status)
-    console = _console()
+    out = console()
     if not rows:
-        console.print("no projections are registered (ops/projections.py PROJECTIONS)")
+        out.print("no projections are registered (ops/projections.py PROJECTIONS)")
         return
-    console.print(status_table(rows))
+    out.print(status_table(rows))
 
 
 # ---------------------------------------------------------------------------------- rebuild
@@ -222,13 +214,13 @@ class RebuildDisplay:
 
 def choose(projections: Sequence[Projection], name: str | None, every: bool) -> list[Projection]:
     if every == (name is not None):
-        raise RefusedError("give a projection NAME or --all (not both)")
+        raise refuse("give a projection NAME or --all (not both)", EXIT_REFUSED)
     if every:
         return list(projections)
     found = [p for p in projections if p.name == name]
     if not found:
         known = ", ".join(p.name for p in projections) or "none are registered"
-        raise RefusedError(f"unknown projection {name!r} (known: {known})")
+        raise refuse(f"unknown projection {name!r} (known: {known})", EXIT_REFUSED)
     return found
 
 
@@ -270,11 +262,11 @@ def rebuild(
     settings = operator_settings()
     configure_logging("WARNING", json_lines=False)
     results = _run_or_exit(settings, lambda s: _rebuild(s, name, every, in_place))
-    console = _console()
+    out = console()
     for done in results:
         how = "rebuilt in place" if done.replaced is None else f"replaced g{done.replaced}"
         resumed = ", resumed an interrupted rebuild" if done.resumed else ""
-        console.print(
+        out.print(
             f"{done.projection}: g{done.generation} is live ({how}{resumed}), "
             f"{done.parked} parked event(s)"
         )

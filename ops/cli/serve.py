@@ -19,7 +19,7 @@ from ops.mailer import build_mailer
 from ops.metrics import serve_metrics
 from ops.observability import configure_tracing
 from ops.projections import run_projector
-from ops.settings import InvalidSetting, Settings
+from ops.settings import Settings
 
 app = typer.Typer(
     help="Run one process of the system, configured from the environment.",
@@ -78,11 +78,8 @@ def projector(metrics_port: MetricsPort = None) -> None:
     configure_tracing(settings, "projector")
     if metrics_port is not None:
         serve_metrics(metrics_port)
-    try:
+    with exit_on_invalid_setting():
         asyncio.run(_serve_projector(settings))
-    except InvalidSetting as exc:
-        typer.echo(str(exc), err=True)
-        raise typer.Exit(2) from None
 
 
 async def _serve_projector(settings: Settings) -> None:
@@ -101,11 +98,8 @@ def mailer(metrics_port: MetricsPort = None) -> None:
         settings.shared_secret()
     configure_logging(settings.log_level, json_lines=settings.log_json)
     configure_tracing(settings, "mailer")
-    try:
+    with exit_on_invalid_setting():
         process = build_mailer(settings)
-    except InvalidSetting as exc:
-        typer.echo(str(exc), err=True)
-        raise typer.Exit(2) from None
     if metrics_port is not None:
         serve_metrics(metrics_port)
     # Start and stop lines at INFO: shown or not by TASKLEDGER_LOG_LEVEL like any other.
