@@ -6,7 +6,7 @@ import logging
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
-from anyio.to_thread import run_sync
+from fastapi.concurrency import run_in_threadpool
 from pydantic.networks import validate_email
 from pydantic_core import PydanticCustomError
 
@@ -68,8 +68,8 @@ class Accounts:
         self, *, email: str, password: str, display_name: str, meta: Meta
     ) -> Written:
         """One account per email, whatever its case; the store keeps an argon2 hash only."""
-        password_hash = await run_sync(self._hasher.hash, password)
-        return await run_sync(
+        password_hash = await run_in_threadpool(self._hasher.hash, password)
+        return await run_in_threadpool(
             lambda: self._identity.register(
                 email=email, display_name=display_name, password_hash=password_hash, meta=meta
             )
@@ -84,11 +84,11 @@ class Accounts:
     async def _login(self, email: str, password: str, client: str) -> TokenPair:
         limits = self._limits.login(email, client)
         await self._limiter.check(limits)
-        user = await run_sync(self._identity.find_by_email, email)
+        user = await run_in_threadpool(self._identity.find_by_email, email)
         if user is None:
-            valid = await run_sync(self._hasher.verify_nobody, password)
+            valid = await run_in_threadpool(self._hasher.verify_nobody, password)
         else:
-            valid = await run_sync(self._hasher.verify, user.password_hash, password)
+            valid = await run_in_threadpool(self._hasher.verify, user.password_hash, password)
         if user is None or not valid:
             await self._limiter.hit(limits)
             log.info("login failed", extra={"client": client})
@@ -105,7 +105,7 @@ class Accounts:
 
     async def request_reset(self, *, email: str, meta: Meta) -> ResetRequest | None:
         """Record a reset request for a registered email; for an unknown one, do nothing."""
-        return await run_sync(
+        return await run_in_threadpool(
             lambda: self._identity.request_password_reset(
                 canonical_email(email), ttl=self._reset_ttl, meta=meta, now=self._clock()
             )
@@ -117,7 +117,7 @@ class Accounts:
         now = self._clock()
         claim = verify_reset_token(self._reset_key, token, now)
         try:
-            user = await run_sync(self._identity.get_user, claim.user_id)
+            user = await run_in_threadpool(self._identity.get_user, claim.user_id)
         except UserNotFound:
             raise InvalidResetToken("unknown user") from None
         if not user.reset_is_pending(claim.request_id, now):
@@ -128,9 +128,9 @@ class Accounts:
         # password while the change lands.
         changed_version = user.version + 1
         await self._sessions.revoke_all(claim.user_id, before_version=changed_version)
-        password_hash = await run_sync(self._hasher.hash, new_password)
+        password_hash = await run_in_threadpool(self._hasher.hash, new_password)
         acting = _acting_as(meta, claim.user_id)
-        written = await run_sync(
+        written = await run_in_threadpool(
             lambda: self._identity.reset_password(
                 claim, password_hash=password_hash, meta=acting, now=now
             )
