@@ -8,6 +8,8 @@ from datetime import datetime
 from typing import Any, Protocol
 from uuid import UUID
 
+from redis.asyncio import Redis
+
 from domain.meta import Meta
 
 
@@ -95,3 +97,18 @@ def collection_name(projection: str, generation: int, suffix: str) -> str:
 def redis_namespace(prefix: str, projection: str, generation: int) -> str:
     """The Redis key prefix of one generation of a projection, under Settings.redis_prefix."""
     return f"{prefix}rm:{projection}:v{generation}:"
+
+
+async def drop_namespace(redis: Redis, namespace: str) -> None:
+    """Delete every key under ``namespace`` (e.g. one ``redis_namespace``), a thousand at a time.
+
+    SCAN, not KEYS, so a large namespace never blocks the server; deleting as it goes keeps
+    memory flat, and SCAN still returns every key present from its start to its end."""
+    batch: list[bytes] = []
+    async for key in redis.scan_iter(match=f"{namespace}*", count=1000):
+        batch.append(key)
+        if len(batch) >= 1000:
+            await redis.delete(*batch)
+            batch.clear()
+    if batch:
+        await redis.delete(*batch)

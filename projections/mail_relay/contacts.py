@@ -17,6 +17,8 @@ from redis.asyncio import Redis
 from redis.asyncio.client import Pipeline
 from redis.commands.core import AsyncScript
 
+from projections.envelope import drop_namespace
+
 
 @dataclass(frozen=True, slots=True)
 class Contact:
@@ -94,11 +96,4 @@ class RedisContacts:
             await self._record(keys=[self._key(change.user_id)], args=fields, client=pipe)
 
     async def drop(self) -> None:
-        batch: list[bytes] = []
-        async for key in self.redis.scan_iter(match=f"{self.namespace}*", count=1000):
-            batch.append(key)
-            if len(batch) >= 1000:
-                await self.redis.delete(*batch)
-                batch.clear()
-        if batch:
-            await self.redis.delete(*batch)
+        await drop_namespace(self.redis, self.namespace)

@@ -23,7 +23,7 @@ from uuid import UUID
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
-from projections.envelope import redis_namespace
+from projections.envelope import drop_namespace, redis_namespace
 from projections.task_list.model import CacheToken
 
 log = logging.getLogger(__name__)
@@ -99,9 +99,7 @@ class RedisCacheInvalidator:
             await pipe.execute()
 
     async def drop(self) -> None:
-        keys = [k async for k in self._redis.scan_iter(match=self._ns + "*", count=1000)]
-        for start in range(0, len(keys), 1000):
-            await self._redis.delete(*keys[start : start + 1000])
+        await drop_namespace(self._redis, self._ns)
 
 
 class RedisPageCache:

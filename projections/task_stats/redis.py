@@ -27,7 +27,7 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from projections.checkpoints import RedisCheckpointStore
-from projections.envelope import Envelope, redis_namespace
+from projections.envelope import Envelope, drop_namespace, redis_namespace
 from projections.task_list.changes import TOPICS, TaskChange, fold
 from projections.task_list.model import STATUSES, TaskCounts
 
@@ -130,10 +130,7 @@ class TaskStatsProjection:
         return TaskStatsProjector(self.redis, namespace(self.prefix, generation))
 
     async def drop(self, generation: int) -> None:
-        ns = namespace(self.prefix, generation)
-        keys = [k async for k in self.redis.scan_iter(match=ns + "*", count=1000)]
-        for start in range(0, len(keys), 1000):
-            await self.redis.delete(*keys[start : start + 1000])
+        await drop_namespace(self.redis, namespace(self.prefix, generation))
 
 
 class RedisTaskStats:
