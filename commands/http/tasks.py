@@ -81,7 +81,11 @@ class ChangeTask(_TaskFields):
 class WrittenOut(BaseModel):
     id: UUID
     version: int
-    position: int | None
+    position: int | None = Field(
+        description="The write's place in the Tasks notification log. null when the command "
+        "changed nothing (a PATCH that sets every field to the value it has): no event was "
+        "written, so the version is unchanged and there is no write for a read to wait for."
+    )
 
 
 # The ETags this API issues are versions: "3". W/"3" and a bare 3 are taken too. ASCII digits

@@ -101,6 +101,15 @@ def test_patch_may_clear_the_due_date_but_not_the_title(
     )
 
 
+def test_a_patch_that_changes_nothing_answers_position_null_and_keeps_the_version(
+    api: httpx.Client, auth: dict[str, str]
+) -> None:
+    task = _create(api, auth, title="same").json()
+    response = api.patch(f"/v1/tasks/{task['id']}", json={"title": "same"}, headers=auth)
+    assert response.status_code == 200
+    assert response.json() == {"id": task["id"], "version": 1, "position": None}
+
+
 def test_stale_if_match_is_412_and_changes_nothing(api: httpx.Client, auth: dict[str, str]) -> None:
     task = _create(api, auth).json()
     url = f"/v1/tasks/{task['id']}"
