@@ -8,7 +8,9 @@ from uuid import UUID, uuid4
 
 from eventsourcing.application import AggregateNotFoundError, Application
 from eventsourcing.persistence import IntegrityError, Recording
+from eventsourcing.utils import EnvType
 
+from commands.group_commit import GroupCommit
 from commands.metrics import count_appended, counted
 from commands.written import Written
 from domain.errors import EmailTaken, InvalidResetToken, UserNotFound
@@ -26,6 +28,11 @@ class ResetRequest:
 class Identity(Application[UUID]):
     name = "Identity"
 
+    def __init__(self, env: EnvType | None = None, *, group_commit_max: int = 1) -> None:
+        super().__init__(env)
+        # Concurrent commands share one transaction of up to this many; 1 saves each alone.
+        self.commits: GroupCommit[UUID] = GroupCommit(super().save, max_batch=group_commit_max)
+
     def _notify(self, recordings: list[Recording[UUID]]) -> None:
         count_appended(self.name, recordings)
 
@@ -40,7 +47,7 @@ class Identity(Application[UUID]):
         )
         index = EmailIndex(email=normalise_email(email), user_id=user.id)
         try:
-            recordings = self.save(user, index)
+            recordings = self.commits.save(user, index)
         except IntegrityError:
             raise EmailTaken(normalise_email(email)) from None
         return Written.of(user.id, user.version, recordings)
@@ -72,7 +79,7 @@ class Identity(Application[UUID]):
         user.request_password_reset(
             request_id=request_id, expires_at=expires_at.isoformat(), meta=meta
         )
-        written = Written.of(user.id, user.version, self.save(user))
+        written = Written.of(user.id, user.version, self.commits.save(user))
         return ResetRequest(ResetClaim(user.id, request_id, expires_at), written)
 
     @counted("reset_password")
@@ -90,7 +97,7 @@ class Identity(Application[UUID]):
             password_hash=password_hash, reset_request_id=claim.request_id, meta=meta
         )
         try:
-            return Written.of(user.id, user.version, self.save(user))
+            return Written.of(user.id, user.version, self.commits.save(user))
         except IntegrityError:
             # A concurrent use of the same token (or another change) won: this one is spent.
             raise InvalidResetToken("already used") from None

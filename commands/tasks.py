@@ -9,7 +9,9 @@ from uuid import UUID
 
 from eventsourcing.application import AggregateNotFoundError, Application
 from eventsourcing.persistence import IntegrityError, Recording
+from eventsourcing.utils import EnvType
 
+from commands.group_commit import GroupCommit
 from commands.metrics import count_appended, counted
 from commands.written import Written
 from domain.errors import ConcurrentWrite, TaskNotFound, VersionMismatch
@@ -23,6 +25,11 @@ RACE_RETRIES = 5
 
 class Tasks(Application[UUID]):
     name = "Tasks"
+
+    def __init__(self, env: EnvType | None = None, *, group_commit_max: int = 1) -> None:
+        super().__init__(env)
+        # Concurrent commands share one transaction of up to this many; 1 saves each alone.
+        self.commits: GroupCommit[UUID] = GroupCommit(super().save, max_batch=group_commit_max)
 
     def _notify(self, recordings: list[Recording[UUID]]) -> None:
         count_appended(self.name, recordings)
@@ -51,7 +58,7 @@ class Tasks(Application[UUID]):
             labels=labels or [],
             meta=meta,
         )
-        return Written.of(task.id, task.version, self.save(task))
+        return Written.of(task.id, task.version, self.commits.save(task))
 
     @counted("update_task")
     def update_task(
@@ -107,7 +114,7 @@ class Tasks(Application[UUID]):
             if not task.pending_events:
                 return Written(task.id, task.version, None)
             try:
-                return Written.of(task.id, task.version, self.save(task))
+                return Written.of(task.id, task.version, self.commits.save(task))
             except IntegrityError:
                 continue
         raise ConcurrentWrite(f"task {task_id} was changed by another request")

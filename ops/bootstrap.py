@@ -89,7 +89,11 @@ def event_store_env(settings: Settings) -> dict[str, str]:
 
 def build_write_side(settings: Settings) -> WriteSide:
     env = event_store_env(settings)
-    return WriteSide(identity=Identity(env=env), tasks=Tasks(env=env))
+    batch = settings.group_commit_max if settings.group_commit else 1
+    return WriteSide(
+        identity=Identity(env=env, group_commit_max=batch),
+        tasks=Tasks(env=env, group_commit_max=batch),
+    )
 
 
 @dataclass(frozen=True, slots=True)

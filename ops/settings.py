@@ -69,6 +69,11 @@ class Settings(BaseSettings):
     argon2_time_cost: int = Field(default=3, ge=1)
     argon2_memory_cost: int = Field(default=65_536, ge=8)
 
+    # Write side: commands that arrive while a transaction runs share the next one (group
+    # commit), at most this many to a transaction; off, each command has its own.
+    group_commit: bool = True
+    group_commit_max: int = Field(default=256, ge=1, le=10_000)
+
     # Per application (Identity, Tasks, the Tasks audit reader): eventsourcing opens pool_size
     # connections at start. Small, so replicas fit PostgreSQL's max_connections (README).
     postgres_pool_size: int = Field(default=2, ge=1)

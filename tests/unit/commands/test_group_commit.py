@@ -1,0 +1,250 @@
+"""GroupCommit over a fake store: concurrent commands share saves, each keeps its own outcome."""
+
+from __future__ import annotations
+
+import copy
+import threading
+import time
+from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import contextmanager
+from typing import Any
+from uuid import UUID, uuid4
+
+import pytest
+from eventsourcing.domain import DomainEventProtocol
+from eventsourcing.persistence import IntegrityError, Notification, Recording
+
+from commands.group_commit import GroupCommit
+from domain.meta import meta
+from domain.tasks import Task
+
+OWNER = uuid4()
+META = meta(OWNER, "test")
+
+
+class FakeStore:
+    """Stores events in memory with the event store's rules: versions follow on, all or none.
+
+    ``hold()`` keeps the next save waiting (a slow transaction) until the block ends.
+    """
+
+    def __init__(self) -> None:
+        self.versions: dict[UUID, int] = {}
+        self.saves: list[list[DomainEventProtocol[UUID]]] = []
+        self.threads: list[str] = []
+        self.fail_with: BaseException | None = None
+        self._lock = threading.Lock()
+        self._held: threading.Event | None = None
+        self.holding = threading.Event()
+
+    @contextmanager
+    def hold(self) -> Iterator[None]:
+        held = self._held = threading.Event()
+        try:
+            yield
+        finally:
+            held.set()
+
+    def save(self, *objs: Any) -> list[Recording[UUID]]:
+        held, self._held = self._held, None
+        if held is not None:
+            self.holding.set()
+            held.wait()
+        events: list[DomainEventProtocol[UUID]] = []
+        for obj in objs:
+            if hasattr(obj, "collect_events"):
+                events.extend(obj.collect_events())
+            else:
+                events.append(obj)
+        with self._lock:
+            self.saves.append(events)
+            self.threads.append(threading.current_thread().name)
+            if self.fail_with is not None:
+                raise self.fail_with
+            versions = dict(self.versions)
+            for e in events:
+                if e.originator_version != versions.get(e.originator_id, 0) + 1:
+                    raise IntegrityError(f"{e.originator_id} v{e.originator_version} exists")
+                versions[e.originator_id] = e.originator_version
+            self.versions = versions
+            recordings: list[Recording[UUID]] = []
+            for e in events:
+                position = sum(len(s) for s in self.saves[:-1]) + len(recordings) + 1
+                notification = Notification(
+                    id=position,
+                    originator_id=e.originator_id,
+                    originator_version=e.originator_version,
+                    topic=type(e).__qualname__,
+                    state=b"",
+                )
+                recordings.append(Recording(e, notification))
+            return recordings
+
+
+def new_task(title: str = "t") -> Task:
+    return Task.create(owner_id=OWNER, title=title, meta=META)
+
+
+def wait_until_waiting(group: GroupCommit[UUID], count: int) -> None:
+    deadline = time.monotonic() + 10
+    while group.waiting != count:
+        assert time.monotonic() < deadline, f"{group.waiting} commands queued, not {count}"
+        time.sleep(0.001)
+
+
+def submit_while_held(
+    store: FakeStore,
+    group: GroupCommit[UUID],
+    pool: ThreadPoolExecutor,
+    first: Task,
+    others: list[Task],
+) -> tuple[Future[list[Recording[UUID]]], list[Future[list[Recording[UUID]]]]]:
+    """``first`` is saved alone and held; ``others`` queue up behind it, then it is let go."""
+    with store.hold():
+        leader = pool.submit(group.save, first)
+        store.holding.wait(timeout=10)
+        futures = []
+        for task in others:
+            futures.append(pool.submit(group.save, task))
+            # One at a time, so the queue's order is the list's order.
+            wait_until_waiting(group, len(futures))
+    return leader, futures
+
+
+def test_commands_that_arrive_during_a_save_share_the_next_one() -> None:
+    store = FakeStore()
+    group: GroupCommit[UUID] = GroupCommit(store.save, max_batch=256)
+    tasks = [new_task(f"t{n}") for n in range(20)]
+
+    with ThreadPoolExecutor(20) as pool:
+        leader, futures = submit_while_held(store, group, pool, tasks[0], tasks[1:])
+        results = [leader.result(), *(f.result() for f in futures)]
+
+    assert [len(s) for s in store.saves] == [1, 19]
+    positions = []
+    for task, recordings in zip(tasks, results, strict=True):
+        assert [r.domain_event.originator_id for r in recordings] == [task.id]
+        positions.append(recordings[0].notification.id)
+    assert sorted(positions) == list(range(1, 21))
+    assert store.versions == {task.id: 1 for task in tasks}
+
+
+def test_a_batch_holds_at_most_max_batch_commands() -> None:
+    store = FakeStore()
+    group: GroupCommit[UUID] = GroupCommit(store.save, max_batch=4)
+    tasks = [new_task() for _ in range(10)]
+
+    with ThreadPoolExecutor(10) as pool:
+        leader, futures = submit_while_held(store, group, pool, tasks[0], tasks[1:])
+        for future in [leader, *futures]:
+            future.result()
+
+    assert [len(s) for s in store.saves] == [1, 4, 4, 1]
+
+
+def test_a_stale_command_fails_alone_and_the_rest_of_its_batch_is_stored() -> None:
+    store = FakeStore()
+    group: GroupCommit[UUID] = GroupCommit(store.save, max_batch=256)
+    contested = new_task("v1")
+    group.save(contested)
+    stale = copy.deepcopy(contested)
+    contested.edit({"title": "v2 wins"}, META)
+    group.save(contested)
+    stale.edit({"title": "v2 from a stale read"}, META)
+    fresh = [new_task(f"f{n}") for n in range(3)]
+
+    with ThreadPoolExecutor(5) as pool:
+        leader, futures = submit_while_held(
+            store, group, pool, new_task("first"), [fresh[0], stale, fresh[1], fresh[2]]
+        )
+        leader.result()
+        with pytest.raises(IntegrityError):
+            futures[1].result()
+        stored = [futures[n].result() for n in (0, 2, 3)]
+
+    # The batch of four failed as a whole, then each was tried on its own.
+    assert [len(s) for s in store.saves][3:] == [4, 1, 1, 1, 1]
+    for task, recordings in zip(fresh, stored, strict=True):
+        assert [r.domain_event.originator_id for r in recordings] == [task.id]
+        assert store.versions[task.id] == 1
+    assert store.versions[contested.id] == 2
+    ids = [r.notification.id for recordings in stored for r in recordings]
+    assert len(set(ids)) == 3
+
+
+def test_two_commands_on_one_aggregate_never_share_a_batch() -> None:
+    store = FakeStore()
+    group: GroupCommit[UUID] = GroupCommit(store.save, max_batch=256)
+    task = new_task()
+    group.save(task)
+    first, second = copy.deepcopy(task), copy.deepcopy(task)
+    first.edit({"title": "first"}, META)
+    second.edit({"title": "second"}, META)
+    other = new_task("other")
+
+    with ThreadPoolExecutor(5) as pool:
+        leader, futures = submit_while_held(
+            store, group, pool, new_task("first"), [first, second, other]
+        )
+        leader.result()
+        assert futures[0].result()[0].domain_event.originator_version == 2
+        assert futures[2].result()[0].domain_event.originator_id == other.id
+        # Both read version 1: the second in line conflicts on its own, and is told so.
+        with pytest.raises(IntegrityError):
+            futures[1].result()
+
+    batches = [{e.originator_id for e in s} for s in store.saves]
+    assert batches[2:] == [{task.id, other.id}, {task.id}]
+    assert store.versions[task.id] == 2
+
+
+def test_a_batch_failure_reaches_every_caller_and_the_next_batch_still_runs() -> None:
+    store = FakeStore()
+    group: GroupCommit[UUID] = GroupCommit(store.save, max_batch=256)
+    tasks = [new_task() for _ in range(4)]
+
+    with ThreadPoolExecutor(4) as pool:
+        with store.hold():
+            leader = pool.submit(group.save, tasks[0])
+            store.holding.wait(timeout=10)
+            futures = [pool.submit(group.save, t) for t in tasks[1:3]]
+            wait_until_waiting(group, 2)
+            store.fail_with = RuntimeError("connection lost")
+        for future in [leader, *futures]:
+            with pytest.raises(RuntimeError, match="connection lost"):
+                future.result()
+
+    store.fail_with = None
+    assert [r.domain_event.originator_id for r in group.save(tasks[3])] == [tasks[3].id]
+    assert [len(s) for s in store.saves] == [1, 2, 1]
+
+
+def test_max_batch_of_one_saves_on_the_callers_thread() -> None:
+    store = FakeStore()
+    group: GroupCommit[UUID] = GroupCommit(store.save, max_batch=1)
+    task = new_task()
+
+    def save() -> list[Recording[UUID]]:
+        return group.save(task)
+
+    with ThreadPoolExecutor(1, thread_name_prefix="caller") as pool:
+        recordings = pool.submit(save).result()
+
+    assert [r.domain_event.originator_id for r in recordings] == [task.id]
+    assert store.threads == ["caller_0"]
+
+
+def test_nothing_pending_is_not_saved() -> None:
+    store = FakeStore()
+    group: GroupCommit[UUID] = GroupCommit(store.save, max_batch=8)
+    task = new_task()
+    group.save(task)
+
+    assert group.save(task) == []
+    assert len(store.saves) == 1
+
+
+def test_max_batch_must_be_positive() -> None:
+    with pytest.raises(ValueError, match="max_batch"):
+        GroupCommit(FakeStore().save, max_batch=0)
