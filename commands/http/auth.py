@@ -12,7 +12,15 @@ from uuid import UUID
 
 from fastapi import APIRouter, Depends, Request, Response, status
 from fastapi.security import OAuth2PasswordRequestForm
-from pydantic import BaseModel, ConfigDict, EmailStr, Field, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    EmailStr,
+    Field,
+    Secret,
+    StringConstraints,
+    field_validator,
+)
 
 from commands.auth.accounts import Accounts
 from commands.auth.sessions import TokenPair
@@ -22,11 +30,20 @@ from domain.errors import Unauthenticated
 
 router = APIRouter(prefix="/v1/auth", tags=["auth"])
 
-Password = Annotated[str, Field(min_length=8, max_length=128)]
+# Passwords and tokens are Secret: no repr or log line of a body shows them. (SecretStr's own
+# length limits would word a short password as "at least 8 items"; these count characters.)
+_SECRET_SCHEMA = Field(json_schema_extra={"format": "password", "writeOnly": True})
+Password = Annotated[
+    Secret[Annotated[str, StringConstraints(min_length=8, max_length=128)]], _SECRET_SCHEMA
+]
 # Login accepts any string: a malformed email or an odd password is just wrong, as any other.
 LoginEmail = Annotated[str, Field(min_length=1, max_length=320)]
-LoginPassword = Annotated[str, Field(min_length=1, max_length=1024)]
-Token = Annotated[str, Field(min_length=1, max_length=4096)]
+LoginPassword = Annotated[
+    Secret[Annotated[str, StringConstraints(min_length=1, max_length=1024)]], _SECRET_SCHEMA
+]
+Token = Annotated[
+    Secret[Annotated[str, StringConstraints(min_length=1, max_length=4096)]], _SECRET_SCHEMA
+]
 
 
 def _accounts(request: Request) -> Accounts:
@@ -119,7 +136,7 @@ async def register(body: Register, accounts: AccountsApp, request: Request) -> R
     """Register an account; an email (in any case) can be registered once."""
     written = await accounts.register(
         email=body.email,
-        password=body.password,
+        password=body.password.get_secret_value(),
         display_name=body.name(),
         meta=request_meta(request),
     )
@@ -130,7 +147,9 @@ async def register(body: Register, accounts: AccountsApp, request: Request) -> R
 @router.post("/login", response_model=Tokens, responses={**_UNAUTHORIZED, **_LIMITED})
 async def login(body: Login, accounts: AccountsApp, request: Request) -> Tokens:
     """Log in; an unknown email and a wrong password get the same answer."""
-    pair = await accounts.login(email=body.email, password=body.password, client=_client(request))
+    pair = await accounts.login(
+        email=body.email, password=body.password.get_secret_value(), client=_client(request)
+    )
     return Tokens.of(pair)
 
 
@@ -150,7 +169,7 @@ async def token(
 @router.post("/refresh", response_model=Tokens, responses=_UNAUTHORIZED)
 async def refresh(body: Refresh, accounts: AccountsApp) -> Tokens:
     """Trade a refresh token for a new pair; it is spent, and a second use revokes the session."""
-    return Tokens.of(await accounts.refresh(body.refresh_token))
+    return Tokens.of(await accounts.refresh(body.refresh_token.get_secret_value()))
 
 
 @router.post("/logout", status_code=status.HTTP_204_NO_CONTENT, responses=_UNAUTHORIZED)
@@ -186,7 +205,9 @@ async def forgot_password(
 async def reset_password(body: ResetPassword, accounts: AccountsApp, request: Request) -> Response:
     """Set a new password with a reset token; it works once and revokes every session."""
     written = await accounts.reset_password(
-        token=body.token, new_password=body.new_password, meta=request_meta(request)
+        token=body.token.get_secret_value(),
+        new_password=body.new_password.get_secret_value(),
+        meta=request_meta(request),
     )
     await remember_write(request, written.id, Identity.name, written)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
