@@ -40,6 +40,7 @@ from projections.mail_relay.metrics import (
     TOO_OLD,
     WELCOME_KIND,
 )
+from projections.upstreams import IDENTITY, REGISTERED, RENAMED, RESET_REQUESTED
 
 NAME = "mail_relay"
 VERSION = 1
@@ -47,9 +48,6 @@ MESSAGE_NAMESPACE = uuid5(NAMESPACE_URL, "https://taskledger.dev/integration-mes
 
 log = logging.getLogger("taskledger.mail_relay")
 
-REGISTERED = "domain.identity:User.Registered"
-RESET_REQUESTED = "domain.identity:User.PasswordResetRequested"
-RENAMED = "domain.identity:User.Renamed"
 TOPICS = (REGISTERED, RESET_REQUESTED, RENAMED)
 
 
@@ -81,7 +79,7 @@ class MailRelayProjector:
     clock: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
     name: str = NAME
     version: int = VERSION
-    upstreams: Sequence[str] = ("Identity",)
+    upstreams: Sequence[str] = (IDENTITY,)
     topics: Sequence[str] = TOPICS
     # Replaying history from position 0: the window applies. Until ``start`` knows better, or
     # the replay reaches events within the window, assume so (never mail the whole history).
@@ -92,7 +90,7 @@ class MailRelayProjector:
         # broker's own (lazy) connection pool never opens a socket.
         await self.broker.connect()
         if self.checkpoints is not None:
-            resumed = await self.checkpoints.position(self.name, self.generation, "Identity")
+            resumed = await self.checkpoints.position(self.name, self.generation, IDENTITY)
             self.replaying = resumed == 0
 
     async def apply(self, batch: Sequence[Envelope]) -> None:
@@ -214,7 +212,7 @@ class MailRelay:
     redis_prefix: str
     window: timedelta
     name: str = NAME
-    upstreams: Sequence[str] = ("Identity",)
+    upstreams: Sequence[str] = (IDENTITY,)
     topics: Sequence[str] = TOPICS
     _checkpoints: RedisCheckpointStore = field(init=False, repr=False)
 

@@ -15,6 +15,8 @@ from uuid import UUID
 
 from domain.tasks import PRIORITY_RANK, Priority
 
+NAME = "task_list"  # the projection, its collections and its Redis keys
+
 # The sort keys the API offers, and the stored field each one orders by.
 SORT_FIELDS: dict[str, str] = {
     "created_at": "created_at",

@@ -26,6 +26,7 @@ from projections.envelope import collection_name
 from projections.mongo_writes import duplicate_key_indexes
 from projections.task_list.changes import TaskChange
 from projections.task_list.model import (
+    NAME,
     NO_DUE_DATE,
     SORT_FIELDS,
     STATUSES,
@@ -37,8 +38,6 @@ from projections.task_list.model import (
     TaskRow,
     document_row,
 )
-
-NAME = "task_list"
 
 
 def tasks_collection(generation: int) -> str:

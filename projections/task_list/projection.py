@@ -11,9 +11,9 @@ from uuid import UUID
 
 from projections.envelope import Envelope
 from projections.task_list.changes import TOPICS, TaskChange, fold, owners_of
-from projections.task_list.model import TaskCounts, TaskPage, TaskQuery, TaskRow
+from projections.task_list.model import NAME, TaskCounts, TaskPage, TaskQuery, TaskRow
+from projections.upstreams import TASKS
 
-NAME = "task_list"
 VERSION = 1
 OWNERS_REMEMBERED = 100_000
 
@@ -65,7 +65,7 @@ class TaskListProjector:
     cache: CacheInvalidator
     name: str = NAME
     version: int = VERSION
-    upstreams: Sequence[str] = ("Tasks",)
+    upstreams: Sequence[str] = (TASKS,)
     topics: Sequence[str] = TOPICS
     # A task's owner never changes: remembered, so most batches need no lookup.
     _owners: OrderedDict[UUID, UUID] = field(default_factory=OrderedDict)
@@ -109,7 +109,7 @@ class TaskListProjection:
     table: Callable[[int], TaskTable]
     cache: Callable[[int], CacheInvalidator] = lambda generation: NoCache()
     name: str = NAME
-    upstreams: Sequence[str] = ("Tasks",)
+    upstreams: Sequence[str] = (TASKS,)
     topics: Sequence[str] = TOPICS
 
     def projector(self, generation: int) -> TaskListProjector:

@@ -24,11 +24,10 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from projections.envelope import drop_namespace, redis_namespace
-from projections.task_list.model import CacheToken
+from projections.task_list.model import NAME, CacheToken
 
 log = logging.getLogger(__name__)
 
-NAME = "task_list"
 PAGE_TTL = 300
 
 # Raise a key to a position, never lower it: a replayed batch must not reopen old pages.

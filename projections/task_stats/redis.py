@@ -30,6 +30,7 @@ from projections.checkpoints import RedisCheckpointStore
 from projections.envelope import Envelope, drop_namespace, redis_namespace
 from projections.task_list.changes import TOPICS, TaskChange, fold
 from projections.task_list.model import STATUSES, TaskCounts
+from projections.upstreams import TASKS
 
 log = logging.getLogger(__name__)
 
@@ -78,7 +79,7 @@ class TaskStatsProjector:
     ns: str
     name: str = NAME
     version: int = VERSION
-    upstreams: Sequence[str] = ("Tasks",)
+    upstreams: Sequence[str] = (TASKS,)
     topics: Sequence[str] = TOPICS
 
     def __post_init__(self) -> None:
@@ -115,7 +116,7 @@ class TaskStatsProjection:
     redis: Redis
     prefix: str
     name: str = NAME
-    upstreams: Sequence[str] = ("Tasks",)
+    upstreams: Sequence[str] = (TASKS,)
     topics: Sequence[str] = TOPICS
 
     def __post_init__(self) -> None:

@@ -22,11 +22,10 @@ from projections.consistent_reads import CODECS
 from projections.envelope import Envelope, collection_name
 from projections.mongo_writes import duplicate_key_indexes
 from projections.task_list.changes import to_millis
+from projections.upstreams import IDENTITY, REGISTERED, RENAMED
 
 NAME = "users"
 VERSION = 1
-REGISTERED = "domain.identity:User.Registered"
-RENAMED = "domain.identity:User.Renamed"
 TOPICS = (REGISTERED, RENAMED)
 
 
@@ -51,7 +50,7 @@ class UsersProjector:
     generation: int
     name: str = NAME
     version: int = VERSION
-    upstreams: Sequence[str] = ("Identity",)
+    upstreams: Sequence[str] = (IDENTITY,)
     topics: Sequence[str] = TOPICS
 
     @property
@@ -89,7 +88,7 @@ class UsersProjector:
 class UsersProjection:
     db: AsyncDatabase[dict[str, Any]]
     name: str = NAME
-    upstreams: Sequence[str] = ("Identity",)
+    upstreams: Sequence[str] = (IDENTITY,)
     topics: Sequence[str] = TOPICS
 
     def projector(self, generation: int) -> UsersProjector:

@@ -12,6 +12,8 @@ from uuid import UUID
 
 from domain.errors import TaskNotFound
 from projections.task_list.model import TaskCounts, TaskPage, TaskQuery, TaskRow
+from projections.task_stats.redis import NAME as TASK_STATS
+from projections.upstreams import TASKS
 from queries.metrics import CACHE_REQUESTS
 from queries.tasks.ports import (
     Generations,
@@ -22,9 +24,7 @@ from queries.tasks.ports import (
     WritePositions,
 )
 
-UPSTREAM = "Tasks"
-TASK_LIST = "task_list"
-TASK_STATS = "task_stats"
+UPSTREAM = TASKS
 # Between checkpoint reads while waiting for a projection: soon at first (the usual lag is a
 # few ms), then less often, so requests that wait long do not hammer the store.
 POLL_MIN = 0.005
@@ -125,9 +125,9 @@ class TaskQueries:
             if reached >= own:
                 counts = await self.stats.counts(generation, user, now)
                 if counts is not None:
-                    CACHE_REQUESTS.labels("task_stats", "hit").inc()
+                    CACHE_REQUESTS.labels(TASK_STATS, "hit").inc()
                     return counts
-            CACHE_REQUESTS.labels("task_stats", "miss").inc()
+            CACHE_REQUESTS.labels(TASK_STATS, "miss").inc()
             await self._caught_up(reader, own, max(0.0, deadline - loop.time()))
             return await reader.counts(user, now)
 

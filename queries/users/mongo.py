@@ -15,12 +15,13 @@ from pymongo.errors import ConnectionFailure
 
 from domain.errors import Unavailable
 from projections.consistent_reads import checkpoints_for_reads, read_checkpoint
+from projections.upstreams import IDENTITY
 from projections.users.mongo import NAME, find_user
 from queries.tasks.ports import Generations, WritePositions
 from queries.tasks.reads import wait_until
 from queries.users.ports import UserDirectory, UserProfile
 
-UPSTREAM = "Identity"
+UPSTREAM = IDENTITY
 
 
 class MongoUserDirectory:
