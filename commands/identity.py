@@ -39,17 +39,18 @@ class Identity(Application[UUID]):
     @counted("register")
     def register(self, *, email: str, display_name: str, password_hash: str, meta: Meta) -> Written:
         """An email belongs to one account: the index aggregate saved with the user enforces it."""
+        email = normalise_email(email)
         user = User(
-            email=normalise_email(email),
+            email=email,
             display_name=display_name,
             password_hash=password_hash,
             meta=meta,
         )
-        index = EmailIndex(email=normalise_email(email), user_id=user.id)
+        index = EmailIndex(email=email, user_id=user.id)
         try:
             recordings = self.commits.save(user, index)
         except IntegrityError:
-            raise EmailTaken(normalise_email(email)) from None
+            raise EmailTaken(email) from None
         return Written.of(user.id, user.version, recordings)
 
     def get_user(self, user_id: UUID) -> User:

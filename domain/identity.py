@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import unicodedata
 from datetime import datetime
 from uuid import NAMESPACE_URL, UUID, uuid5
 
@@ -13,7 +14,9 @@ EMAIL_NAMESPACE = uuid5(NAMESPACE_URL, "https://taskledger.dev/email-index")
 
 
 def normalise_email(email: str) -> str:
-    return email.strip().lower()
+    """The one spelling of an address, for its index, its rate limits and its lookups: any case,
+    surrounding blanks, and either Unicode form of an accented letter name one address."""
+    return unicodedata.normalize("NFC", email.strip().lower())
 
 
 class User(Aggregate):

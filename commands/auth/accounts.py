@@ -7,8 +7,6 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
 from fastapi.concurrency import run_in_threadpool
-from pydantic.networks import validate_email
-from pydantic_core import PydanticCustomError
 
 from commands.auth.passwords import PasswordHasher
 from commands.auth.rate_limits import AuthLimits, RateLimiter
@@ -22,18 +20,6 @@ from domain.meta import Meta, meta
 from domain.reset_tokens import verify_reset_token
 
 log = logging.getLogger("taskledger.auth")
-
-
-def canonical_email(email: str) -> str:
-    """The address as registration stored it; anything unparseable is kept, and matches nobody.
-
-    Every spelling of one address must give one rate-limit key too, or changing the case of
-    a letter would buy an attacker a fresh allowance of guesses.
-    """
-    try:
-        return normalise_email(validate_email(email)[1])
-    except PydanticCustomError:
-        return normalise_email(email)
 
 
 def _now() -> datetime:
@@ -79,7 +65,9 @@ class Accounts:
         """Unknown email and wrong password fail alike, in time too; failures are throttled
         per account and per client address."""
         with counting("login"):
-            return await self._login(canonical_email(email), password, client)
+            # One key per address, however it is spelt: changing the case of a letter must not
+            # buy an attacker a fresh allowance of guesses.
+            return await self._login(normalise_email(email), password, client)
 
     async def _login(self, email: str, password: str, client: str) -> TokenPair:
         limits = self._limits.login(email, client)
@@ -101,13 +89,13 @@ class Accounts:
     async def throttle_reset_request(self, *, email: str, client: str) -> None:
         """Reset mails are limited per email and per client address, registered or not."""
         with counting("forgot_password"):
-            await self._limiter.hit(self._limits.forgot(canonical_email(email), client))
+            await self._limiter.hit(self._limits.forgot(normalise_email(email), client))
 
     async def request_reset(self, *, email: str, meta: Meta) -> ResetRequest | None:
         """Record a reset request for a registered email; for an unknown one, do nothing."""
         return await run_in_threadpool(
             lambda: self._identity.request_password_reset(
-                canonical_email(email), ttl=self._reset_ttl, meta=meta, now=self._clock()
+                email, ttl=self._reset_ttl, meta=meta, now=self._clock()
             )
         )
 

@@ -13,14 +13,16 @@ from uuid import UUID
 from fastapi import APIRouter, Depends, Request, Response, status
 from fastapi.security import OAuth2PasswordRequestForm
 from pydantic import (
+    AfterValidator,
     BaseModel,
     ConfigDict,
-    EmailStr,
     Field,
     Secret,
     StringConstraints,
+    WithJsonSchema,
     field_validator,
 )
+from pydantic.networks import validate_email
 
 from commands.auth.accounts import Accounts
 from commands.auth.sessions import TokenPair
@@ -35,6 +37,18 @@ router = APIRouter(prefix="/v1/auth", tags=["auth"])
 _SECRET_SCHEMA = Field(json_schema_extra={"format": "password", "writeOnly": True})
 Password = Annotated[
     Secret[Annotated[str, StringConstraints(min_length=8, max_length=128)]], _SECRET_SCHEMA
+]
+
+
+def _an_email(value: str) -> str:
+    validate_email(value)  # raises a field error (422) for anything but an address
+    return value
+
+
+# Checked here, at the edge, and passed on as typed: domain.identity.normalise_email is the one
+# spelling of an address, the same for register, login and reset.
+Email = Annotated[
+    str, AfterValidator(_an_email), WithJsonSchema({"type": "string", "format": "email"})
 ]
 # Login accepts any string: a malformed email or an odd password is just wrong, as any other.
 LoginEmail = Annotated[str, Field(min_length=1, max_length=320)]
@@ -57,7 +71,7 @@ AccountsApp = Annotated[Accounts, Depends(_accounts)]
 class Register(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    email: EmailStr
+    email: Email
     password: Password
     display_name: Annotated[str, Field(max_length=100)] | None = None
 
@@ -70,7 +84,7 @@ class Register(BaseModel):
         return value.strip()
 
     def name(self) -> str:
-        return self.display_name or self.email.split("@", 1)[0]
+        return self.display_name or self.email.strip().split("@", 1)[0]
 
 
 class Registered(BaseModel):
@@ -108,7 +122,7 @@ class Refresh(BaseModel):
 class ForgotPassword(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    email: EmailStr
+    email: Email
 
 
 class ResetPassword(BaseModel):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import unicodedata
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from uuid import UUID
@@ -16,7 +17,13 @@ from commands.auth.rate_limits import AuthLimits
 from commands.auth.sessions import Sessions
 from commands.auth.tokens import JwtTokens, signing_key
 from commands.identity import Identity
-from domain.errors import InvalidCredentials, InvalidResetToken, RateLimited, Unauthenticated
+from domain.errors import (
+    EmailTaken,
+    InvalidCredentials,
+    InvalidResetToken,
+    RateLimited,
+    Unauthenticated,
+)
 from domain.meta import meta
 from domain.reset_tokens import derive_reset_token, reset_key
 
@@ -89,6 +96,19 @@ async def test_a_registered_user_logs_in_with_any_case_of_the_email(world: World
     user = await world.register("Ann@Example.com")
     pair = await world.accounts.login(email="ANN@example.COM", password=PASSWORD, client="c")
     assert await world.sessions.user_for(pair.access_token) == user
+
+
+async def test_one_address_in_any_unicode_form_is_one_account(world: World) -> None:
+    # Accents typed as one code point or as a letter and a combining mark are one address.
+    user = await world.register(unicodedata.normalize("NFD", "Zoë@Example.com"))
+    composed = unicodedata.normalize("NFC", "zoë@example.com")
+    pair = await world.accounts.login(email=composed, password=PASSWORD, client="c")
+    assert await world.sessions.user_for(pair.access_token) == user
+    requested = await world.accounts.request_reset(email=composed, meta=meta(None, "test"))
+    assert requested is not None
+    assert requested.claim.user_id == user
+    with pytest.raises(EmailTaken):
+        await world.register(composed)
 
 
 async def test_wrong_password_and_unknown_email_fail_alike(world: World) -> None:
