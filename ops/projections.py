@@ -33,12 +33,8 @@ from projections.parked import MongoParkedEvents
 from projections.rebuild import Rebuild
 from projections.runner import Pacing
 
-# The applications whose notification logs projections may follow, and the topic prefix of
-# every event each records (on SQLite both share one table: this keeps their logs apart).
-UPSTREAMS: dict[str, tuple[str, ...]] = {
-    Identity.name: ("domain.identity:",),
-    Tasks.name: ("domain.tasks:",),
-}
+# The applications whose notification logs projections may follow.
+UPSTREAMS: tuple[str, ...] = (Identity.name, Tasks.name)
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,9 +121,9 @@ async def open_read_side(settings: Settings) -> AsyncIterator[ReadSide]:
     env = event_store_env(settings)
     logs: dict[str, EventsourcingLog] = {}
     try:
-        for name, owns in UPSTREAMS.items():
+        for name in UPSTREAMS:
             # Opening connects (and creates the tables if the write side never ran).
-            logs[name] = await asyncio.to_thread(EventsourcingLog.open, name, env, owns)
+            logs[name] = await asyncio.to_thread(EventsourcingLog.open, name, env)
         db = mongo_database(mongo)
         yield ReadSide(
             settings=settings,

@@ -114,23 +114,18 @@ class UpstreamReader(Application[UUID]):
 class EventsourcingLog:
     """A NotificationLog over an eventsourcing application's recorder and mapper.
 
-    ``owns``: topic prefixes of the events this application records (e.g. "domain.tasks:").
-    When applications share one table (several applications in one SQLite file all write
-    eventsourcing's ``stored_events``), it keeps each log to its own application's events.
-    Empty: every event in the table is this application's.
+    Every event in the application's table is its own: each application has its own SQLite
+    file (ops.bootstrap.event_store_env) or its own PostgreSQL tables.
     """
 
-    def __init__(
-        self, app: Application[Any], name: str | None = None, owns: Sequence[str] = ()
-    ) -> None:
+    def __init__(self, app: Application[Any], name: str | None = None) -> None:
         self.name = name or app.name
         self.app = app
-        self.owns = tuple(owns)
         self.signal = LogSignal()
 
     @classmethod
-    def open(cls, name: str, env: Mapping[str, str], owns: Sequence[str] = ()) -> EventsourcingLog:
-        return cls(UpstreamReader(name, env), name, owns)
+    def open(cls, name: str, env: Mapping[str, str]) -> EventsourcingLog:
+        return cls(UpstreamReader(name, env), name)
 
     def close(self) -> None:
         self.app.close()
@@ -139,18 +134,11 @@ class EventsourcingLog:
         return self.app.recorder.max_notification_id() or 0
 
     def read(self, after: int, limit: int, topics: Sequence[str], upto: int) -> Batch:
-        wanted = [t for t in topics if self._owned(t)]
-        if topics and not wanted:
-            return Batch([], upto)  # nothing this projection handles is ever recorded here
         notifications = self.app.recorder.select_notifications(
-            after, limit, stop=upto, topics=wanted, inclusive_of_start=False
+            after, limit, stop=upto, topics=topics, inclusive_of_start=False
         )
         last = notifications[-1].id if len(notifications) >= limit else upto
-        items = [self._decode(n) for n in notifications if self._owned(n.topic)]
-        return Batch(items, last)
-
-    def _owned(self, topic: str) -> bool:
-        return not self.owns or topic.startswith(self.owns)
+        return Batch([self._decode(n) for n in notifications], last)
 
     def _decode(self, notification: Notification) -> Envelope | Undecodable:
         try:

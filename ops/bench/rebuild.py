@@ -413,10 +413,7 @@ def main(
             f"   peak RSS {peak_rss_mib():5.0f} MiB"
         )
 
-        logs = [
-            EventsourcingLog.open(name, event_store_env(settings), owns)
-            for name, owns in UPSTREAMS.items()
-        ]
+        logs = [EventsourcingLog.open(name, event_store_env(settings)) for name in UPSTREAMS]
         try:
             read_logs(logs, batch, decode=False)  # warm the caches: every pass after finds them so
             selected = read_logs(logs, batch, decode=False)
