@@ -70,20 +70,24 @@ class Accounts:
             return await self._login(normalise_email(email), password, client)
 
     async def _login(self, email: str, password: str, client: str) -> TokenPair:
-        limits = self._limits.login(email, client)
-        await self._limiter.check(limits)
+        account, by_client = self._limits.login(email, client)
+        # Every attempt is counted (atomically) before its password is checked, and one over
+        # a limit is refused unchecked: concurrent guesses cannot all pass a check made before
+        # any of them was counted.
+        await self._limiter.hit((account, by_client))
         user = await run_in_threadpool(self._identity.find_by_email, email)
         if user is None:
             valid = await run_in_threadpool(self._hasher.verify_nobody, password)
         else:
             valid = await run_in_threadpool(self._hasher.verify, user.password_hash, password)
         if user is None or not valid:
-            await self._limiter.hit(limits)
             log.info("login failed", extra={"client": client})
             raise InvalidCredentials("email or password is wrong")
-        # A success forgives the account's failures, not the client's: one attacker with
-        # an account of their own must not reset their address's count by logging in.
-        await self._limiter.clear(limits[0])
+        # A success forgives the account's failures; the client gets back only this attempt,
+        # so the client limit still counts failures, and an attacker with an account of their
+        # own cannot wipe their address's count by logging in.
+        await self._limiter.clear(account)
+        await self._limiter.refund(by_client)
         return await self._sessions.open(user.id, user.version)
 
     async def throttle_reset_request(self, *, email: str, client: str) -> None:

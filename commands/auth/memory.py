@@ -101,3 +101,8 @@ class InMemoryRateLimiter:
 
     async def clear(self, limit: Limit) -> None:
         self._counts.pop(limit.key, None)
+
+    async def refund(self, limit: Limit) -> None:
+        entry = self._current(limit.key)
+        if entry is not None and entry[0] > 0:
+            self._counts[limit.key] = (entry[0] - 1, entry[1])

@@ -1,4 +1,4 @@
-"""Attempt limits for login failures and reset requests, per account and per client address."""
+"""Attempt limits for logins and reset requests, per account and per client address."""
 
 from __future__ import annotations
 
@@ -26,6 +26,10 @@ class RateLimiter(Protocol):
         ...
 
     async def clear(self, limit: Limit) -> None: ...
+
+    async def refund(self, limit: Limit) -> None:
+        """Take back one counted attempt (it turned out not to count); never below zero."""
+        ...
 
 
 def _account(email: str) -> str:

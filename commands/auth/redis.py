@@ -65,6 +65,13 @@ end
 return {n, ttl}
 """
 
+# KEYS: counter. Takes back one attempt; never below zero, never creates the counter.
+_REFUND = """
+local n = tonumber(redis.call('GET', KEYS[1]) or '0')
+if n > 0 then return redis.call('DECR', KEYS[1]) end
+return 0
+"""
+
 _ROTATIONS = {1: Rotation.ROTATED, -1: Rotation.REUSED, 0: Rotation.UNKNOWN}
 
 
@@ -127,6 +134,7 @@ class RedisRateLimiter:
         self._client = client
         self._prefix = prefix + "ratelimit:"
         self._hit = client.register_script(_HIT)
+        self._refund = client.register_script(_REFUND)
 
     async def check(self, limits: Sequence[Limit]) -> None:
         async with self._client.pipeline(transaction=False) as pipe:
@@ -154,6 +162,9 @@ class RedisRateLimiter:
 
     async def clear(self, limit: Limit) -> None:
         await self._client.delete(self._prefix + limit.key)
+
+    async def refund(self, limit: Limit) -> None:
+        await self._refund(keys=[self._prefix + limit.key])
 
 
 def _seconds(milliseconds: int) -> int:

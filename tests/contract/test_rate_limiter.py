@@ -72,6 +72,25 @@ async def test_clear_forgives_one_key(limiter: RateLimiter) -> None:
         await limiter.check([b])
 
 
+async def test_refund_takes_back_one_attempt(limiter: RateLimiter) -> None:
+    limit = Limit("a", 2, 60)
+    await limiter.hit([limit])
+    await limiter.hit([limit])
+    await limiter.refund(limit)
+    await limiter.check([limit])
+    await limiter.hit([limit])
+    with pytest.raises(RateLimited):
+        await limiter.check([limit])
+
+
+async def test_refund_of_nothing_counted_leaves_nothing_behind(limiter: RateLimiter) -> None:
+    limit = Limit("a", 1, 60)
+    await limiter.refund(limit)
+    await limiter.hit([limit])
+    with pytest.raises(RateLimited):
+        await limiter.hit([limit])
+
+
 async def test_the_window_ends(limiter: RateLimiter) -> None:
     limit = Limit("a", 1, 1)
     await limiter.hit([limit])

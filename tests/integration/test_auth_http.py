@@ -184,6 +184,22 @@ def test_too_many_failures_answer_429_with_retry_after(tmp_path: Path, settings:
         assert form.status_code == 429
 
 
+def test_concurrent_wrong_logins_get_at_most_the_limit_of_401s(
+    tmp_path: Path, settings: Settings
+) -> None:
+    with _server(tmp_path, settings, login_max_failures=3, login_failure_window=120) as api:
+        _, email = register(api)
+
+        def guess(n: int) -> int:
+            body = {"email": email, "password": f"wrong pass {n}"}
+            return api.post("/v1/auth/login", json=body).status_code
+
+        with ThreadPoolExecutor(12) as pool:
+            statuses = list(pool.map(guess, range(12)))
+        assert statuses.count(401) <= 3
+        assert statuses.count(401) + statuses.count(429) == 12
+
+
 def test_failures_across_accounts_from_one_address_answer_429(
     tmp_path: Path, settings: Settings
 ) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import unicodedata
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -43,12 +44,31 @@ class Clock:
         return self.now.timestamp()
 
 
+class CountingHasher:
+    """The real hasher, counting the passwords it was asked to check."""
+
+    def __init__(self) -> None:
+        self.verified = 0
+
+    def hash(self, password: str) -> str:
+        return HASHER.hash(password)
+
+    def verify(self, password_hash: str, password: str) -> bool:
+        self.verified += 1
+        return HASHER.verify(password_hash, password)
+
+    def verify_nobody(self, password: str) -> bool:
+        self.verified += 1
+        return HASHER.verify_nobody(password)
+
+
 @dataclass
 class World:
     accounts: Accounts
     sessions: Sessions
     identity: Identity
     clock: Clock
+    hasher: CountingHasher
 
     async def register(self, email: str = "ann@example.com") -> UUID:
         written = await self.accounts.register(
@@ -66,9 +86,10 @@ def world() -> World:
         InMemorySessionStore(clock=clock.seconds),
     )
     identity = Identity()  # the library's in-memory event store
+    hasher = CountingHasher()
     accounts = Accounts(
         identity=identity,
-        hasher=HASHER,
+        hasher=hasher,
         sessions=sessions,
         limiter=InMemoryRateLimiter(clock=clock.seconds),
         limits=AuthLimits(
@@ -83,7 +104,7 @@ def world() -> World:
         reset_ttl=timedelta(minutes=30),
         clock=clock,
     )
-    return World(accounts, sessions, identity, clock)
+    return World(accounts, sessions, identity, clock, hasher)
 
 
 async def _reset_token(world: World, email: str) -> str:
@@ -163,6 +184,51 @@ async def test_a_success_forgives_the_accounts_failures(world: World) -> None:
         with pytest.raises(InvalidCredentials):
             await world.accounts.login(email="ann@example.com", password="nope", client="c")
     assert await world.accounts.login(email="ann@example.com", password=PASSWORD, client="c")
+
+
+async def test_concurrent_guesses_past_the_limit_are_refused_unchecked(world: World) -> None:
+    await world.register()
+    # Twelve wrong guesses and, last, the right password, all at once: every one would pass a
+    # check made before any of them was counted.
+    passwords = [f"guess {n}" for n in range(12)] + [PASSWORD]
+    verified = world.hasher.verified
+    outcomes = await asyncio.gather(
+        *(
+            world.accounts.login(email="ann@example.com", password=password, client=f"c{n}")
+            for n, password in enumerate(passwords)
+        ),
+        return_exceptions=True,
+    )
+    refused = [type(outcome) for outcome in outcomes]
+    assert refused.count(InvalidCredentials) == 3  # login_per_account
+    assert refused.count(RateLimited) == 10  # the right password too: it came too late
+    assert world.hasher.verified - verified == 3
+
+
+async def test_concurrent_guesses_from_one_client_get_no_more_401s_than_its_limit(
+    world: World,
+) -> None:
+    guesses = await asyncio.gather(
+        *(
+            world.accounts.login(email=f"u{n}@example.com", password="guess", client="c1")
+            for n in range(12)
+        ),
+        return_exceptions=True,
+    )
+    refused = [type(outcome) for outcome in guesses]
+    assert refused.count(InvalidCredentials) == 5  # login_per_client
+    assert refused.count(RateLimited) == 7
+
+
+async def test_successful_logins_do_not_use_up_the_clients_allowance(world: World) -> None:
+    await world.register()
+    for _ in range(8):  # more than login_per_client
+        assert await world.accounts.login(email="ann@example.com", password=PASSWORD, client="c")
+    for n in range(5):
+        with pytest.raises(InvalidCredentials):
+            await world.accounts.login(email=f"u{n}@example.com", password="x", client="c")
+    with pytest.raises(RateLimited):
+        await world.accounts.login(email="ann@example.com", password=PASSWORD, client="c")
 
 
 async def test_refresh_rotates_and_reuse_revokes_the_session(world: World) -> None:
