@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
-from typing import Any, Literal
+from typing import Any
 
 from fastapi import FastAPI
 from fastapi.concurrency import run_in_threadpool
@@ -26,13 +26,11 @@ from ops.http import BodyLimitMiddleware, RequestIdMiddleware, install_error_han
 from ops.metrics import router as metrics_router
 from ops.observability import ObservabilityMiddleware, configure_tracing
 from ops.queries import open_query_side
-from ops.settings import Settings
+from ops.settings import Routes, Settings
 from queries.history import http as task_history
 from queries.http import tasks as task_queries
 from queries.http import users as user_queries
 from queries.users.event_store import EventStoreUserDirectory
-
-Routes = Literal["auth", "tasks", "all"]
 
 
 def readiness_probes(

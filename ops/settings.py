@@ -186,6 +186,9 @@ class Settings(BaseSettings):
         return self.secret()
 
 
+# The routers an API process serves (``serve api --routes``), so auth and tasks scale apart.
+Routes = Literal["auth", "tasks", "all"]
+
 # Query parameters a postgresql:// event-store URL may carry, and the libpq environment variable
 # each becomes (eventsourcing has no TLS options; libpq reads these from the process environment).
 POSTGRES_URL_PARAMETERS = {

@@ -4,17 +4,18 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import UTC, datetime
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from rich.table import Table
-from rich.text import Text
 
 from domain.errors import NotFound
-from ops.audit import open_audit_logs
 from ops.cli.environment import console, operator_settings, refuse
 from ops.cli.instants import identifier, instant
-from queries.history.ports import HistoryEntry, TaskState
+
+if TYPE_CHECKING:  # the event store and rich are imported by the commands that use them
+    from rich.table import Table
+
+    from queries.history.ports import HistoryEntry, TaskState
 
 EXIT_NOT_FOUND = 1
 
@@ -37,6 +38,9 @@ def show(value: Any) -> str:
 
 
 def history_table(title: str, entries: Sequence[HistoryEntry]) -> Table:
+    from rich.table import Table
+    from rich.text import Text
+
     table = Table(title=title, title_justify="left", show_lines=True)
     table.add_column("version", justify="right")
     table.add_column("event")
@@ -56,6 +60,9 @@ def history_table(title: str, entries: Sequence[HistoryEntry]) -> Table:
 
 
 def state_table(title: str, state: TaskState) -> Table:
+    from rich.table import Table
+    from rich.text import Text
+
     table = Table(title=title, title_justify="left")
     table.add_column("field")
     table.add_column("value", overflow="fold")
@@ -86,6 +93,8 @@ def task(
     ] = None,
 ) -> None:
     """A task's every change (deleted tasks included), or its state at --as-of."""
+    from ops.audit import open_audit_logs
+
     uid = identifier(task_id, "task")
     moment = instant(as_of, "--as-of")
     settings = operator_settings()
@@ -105,6 +114,8 @@ def task(
 @app.command("user")
 def user(user_id: Annotated[str, typer.Argument(help="The user's id.")]) -> None:
     """A user's registration, renames, reset requests and password changes; never a secret."""
+    from ops.audit import open_audit_logs
+
     uid = identifier(user_id, "user")
     settings = operator_settings()
     with open_audit_logs(settings, ["Identity"]) as audit:

@@ -9,11 +9,12 @@ from typing import Annotated
 
 import typer
 
-from ops.audit import UnknownApplicationError, application_named, open_audit_logs
-from ops.bootstrap import APPLICATIONS
 from ops.cli.environment import operator_settings, refuse
 from ops.cli.instants import instant
-from queries.history.export import to_json_line
+
+# Spelled out rather than imported from ops.bootstrap (the whole write side) for --help's sake;
+# tests/unit/ops/test_cli_startup.py checks it against ops.bootstrap.APPLICATIONS.
+APPLICATIONS_HELP = "Only this application's log: Identity or Tasks."
 
 app = typer.Typer(help="The event store itself, for auditors.", no_args_is_help=True)
 
@@ -28,13 +29,17 @@ def export(
     ] = None,
     application: Annotated[
         str | None,
-        typer.Option("--app", help=f"Only this application's log: {' or '.join(APPLICATIONS)}."),
+        typer.Option("--app", help=APPLICATIONS_HELP),
     ] = None,
 ) -> None:
     """Every event as one JSON object per line on stdout, each log in order, secrets redacted.
 
     Each line: application, position, type, originator_id, version, at, meta, data.
     """
+    from ops.audit import UnknownApplicationError, application_named, open_audit_logs
+    from ops.bootstrap import APPLICATIONS
+    from queries.history.export import to_json_line
+
     start, end = instant(since, "--since"), instant(until, "--until")
     try:
         names = [application_named(application)] if application else list(APPLICATIONS)

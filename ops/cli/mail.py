@@ -5,16 +5,15 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import Awaitable, Callable
-from typing import Annotated, TypeVar
+from typing import TYPE_CHECKING, Annotated, TypeVar
 
 import typer
-from rich.table import Table
 
-from consumers.dead_letters import RedisDeadLetters
-from ops.bootstrap import redis_client
 from ops.cli.environment import console, exit_on_invalid_setting, operator_settings, refuse
-from ops.mailer import asyncapi_document, dead_letters
-from ops.settings import Settings
+
+if TYPE_CHECKING:  # Redis, the mailer and rich are imported by the commands that use them
+    from consumers.dead_letters import RedisDeadLetters
+    from ops.settings import Settings
 
 app = typer.Typer(
     help="Mail: parked (dead-lettered) mails and the message contract.", no_args_is_help=True
@@ -29,6 +28,9 @@ Ids = Annotated[list[str] | None, typer.Argument(help="Dead-letter entry ids (se
 
 
 def _with_dead_letters(settings: Settings, work: Callable[[RedisDeadLetters], Awaitable[T]]) -> T:
+    from ops.bootstrap import redis_client
+    from ops.mailer import dead_letters
+
     async def run() -> T:
         client = redis_client(settings)
         try:
@@ -64,6 +66,8 @@ def list_letters(
                 )
             )
         return
+    from rich.table import Table
+
     table = Table("id", "kind", "attempts", "failed at", "message id", "reason")
     for letter in letters:
         table.add_row(
@@ -104,5 +108,7 @@ def show_asyncapi(
     yaml: Annotated[bool, typer.Option("--yaml", help="YAML instead of JSON.")] = False,
 ) -> None:
     """The AsyncAPI 3.0 document of the mail streams and their message schemas (FastStream's)."""
+    from ops.mailer import asyncapi_document
+
     schema = asyncapi_document(operator_settings())
     typer.echo(schema.to_yaml() if yaml else json.dumps(schema.to_jsonable(), indent=2))

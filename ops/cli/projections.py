@@ -1,4 +1,8 @@
-"""``taskledger projections status`` / ``projections rebuild NAME|--all [--in-place]``."""
+"""``taskledger projections status`` / ``projections rebuild NAME|--all [--in-place]``.
+
+The read side, its engines and rich are imported by the commands that use them, not with the
+CLI: every ``taskledger`` process (each child of ``up``) would pay for them at start-up.
+"""
 
 from __future__ import annotations
 
@@ -6,22 +10,9 @@ import asyncio
 from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Annotated, Any, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
-from rich.console import Console
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    ProgressColumn,
-    Task,
-    TaskID,
-    TextColumn,
-    TimeRemainingColumn,
-)
-from rich.table import Table
-from rich.text import Text
 
 from ops.cli.environment import (
     EXIT_REFUSED,
@@ -30,15 +21,17 @@ from ops.cli.environment import (
     operator_settings,
     refuse,
 )
-from ops.logs import configure_logging
-from ops.projections import ReadSide, open_read_side
-from ops.settings import Settings
-from projections.aliases import Alias, AliasConflictError, AliasState
-from projections.envelope import Projection
-from projections.host import projector_version
-from projections.rebuild import Phase, RebuildStuckError, Rebuilt
-from projections.runner import Progress as RunnerProgress
-from projections.runner import first_error
+
+if TYPE_CHECKING:
+    from rich.progress import Progress, ProgressColumn, TaskID
+    from rich.table import Table
+
+    from ops.projections import ReadSide
+    from ops.settings import Settings
+    from projections.aliases import Alias
+    from projections.envelope import Projection
+    from projections.rebuild import Phase, Rebuilt
+    from projections.runner import Progress as RunnerProgress
 
 app = typer.Typer(
     help="Status of the read models, and blue/green or in-place rebuilds.",
@@ -50,6 +43,10 @@ T = TypeVar("T")
 
 
 def _run_or_exit(settings: Settings, work: Callable[[Settings], Coroutine[Any, Any, T]]) -> T:
+    from projections.aliases import AliasConflictError
+    from projections.rebuild import RebuildStuckError
+    from projections.runner import first_error
+
     with exit_on_invalid_setting():
         try:
             try:
@@ -82,6 +79,8 @@ class ProjectionStatus:
 
 
 def _state(alias: Alias | None, code_version: int, building: str | None) -> str:
+    from projections.aliases import AliasState
+
     if alias is None:
         return "not started"
     parts = []
@@ -99,6 +98,8 @@ def _state(alias: Alias | None, code_version: int, building: str | None) -> str:
 
 
 async def projection_status(side: ReadSide, projection: Projection) -> ProjectionStatus:
+    from projections.host import projector_version
+
     alias = await side.aliases.get(projection.name)
     generation = 1 if alias is None else alias.generation
     positions = await side.checkpoints.positions(projection.name, generation)
@@ -129,6 +130,9 @@ async def projection_status(side: ReadSide, projection: Projection) -> Projectio
 
 
 def status_table(rows: Sequence[ProjectionStatus]) -> Table:
+    from rich.table import Table
+    from rich.text import Text
+
     table = Table(title="projections", title_justify="left", show_lines=True)
     for column, justify in [
         ("projection", "left"),
@@ -159,6 +163,8 @@ def status_table(rows: Sequence[ProjectionStatus]) -> Table:
 
 
 async def _status(settings: Settings) -> list[ProjectionStatus]:
+    from ops.projections import open_read_side
+
     async with open_read_side(settings) as side:
         return [await projection_status(side, p) for p in side.projections()]
 
@@ -166,6 +172,8 @@ async def _status(settings: Settings) -> list[ProjectionStatus]:
 @app.command("status")
 def status() -> None:
     """One row per projection: generation, position per upstream, head, lag, parked, state."""
+    from ops.logs import configure_logging
+
     settings = operator_settings()
     configure_logging("WARNING", json_lines=False)
     rows = _run_or_exit(settings, _status)
@@ -179,12 +187,18 @@ def status() -> None:
 # ---------------------------------------------------------------------------------- rebuild
 
 
-class RateColumn(ProgressColumn):
+def rate_column() -> ProgressColumn:
     """Events (log positions) per second, as rich measures them."""
+    from rich.progress import ProgressColumn, Task
+    from rich.text import Text
 
-    def render(self, task: Task) -> Text:
-        speed = task.speed
-        return Text("-" if speed is None else f"{speed:,.0f} ev/s", style="progress.data.speed")
+    class RateColumn(ProgressColumn):
+        def render(self, task: Task) -> Text:
+            speed = task.speed
+            shown = "-" if speed is None else f"{speed:,.0f} ev/s"
+            return Text(shown, style="progress.data.speed")
+
+    return RateColumn()
 
 
 class RebuildDisplay:
@@ -227,13 +241,24 @@ def choose(projections: Sequence[Projection], name: str | None, every: bool) -> 
 async def _rebuild(
     settings: Settings, name: str | None, every: bool, in_place: bool
 ) -> list[Rebuilt]:
+    from rich.console import Console
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeRemainingColumn,
+    )
+
+    from ops.projections import open_read_side
+
     async with open_read_side(settings) as side:
         chosen = choose(side.projections(), name, every)
         progress = Progress(
             TextColumn("[bold]{task.description}"),
             BarColumn(),
             MofNCompleteColumn(),
-            RateColumn(),
+            rate_column(),
             TimeRemainingColumn(),
             TextColumn("{task.fields[phase]}"),
             console=Console(stderr=True),
@@ -259,6 +284,8 @@ def rebuild(
     ] = False,
 ) -> None:
     """Blue/green: build the next generation while the live one serves, switch, drop the old."""
+    from ops.logs import configure_logging
+
     settings = operator_settings()
     configure_logging("WARNING", json_lines=False)
     results = _run_or_exit(settings, lambda s: _rebuild(s, name, every, in_place))

@@ -1,25 +1,26 @@
-"""``taskledger serve api|projector|mailer``: one production process, configured from the env."""
+"""``taskledger serve api|projector|mailer``: one production process, configured from the env.
+
+Each command imports what it runs (the API, the projector, the mailer and their engines'
+clients): importing the CLI must not cost every process the others' start-up.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import logging
 import signal
-from typing import Annotated
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Annotated
 
 import typer
-import uvicorn
-from starlette.types import ASGIApp
 
-from ops.api import Routes, build_api
-from ops.bootstrap import redis_url
 from ops.cli.environment import exit_on_invalid_setting, settings_or_exit
-from ops.logs import Level, configure_logging
-from ops.mailer import build_mailer
-from ops.metrics import serve_metrics
-from ops.observability import configure_tracing
-from ops.projections import run_projector
-from ops.settings import Settings
+from ops.settings import Routes
+
+if TYPE_CHECKING:
+    from starlette.types import ASGIApp
+
+    from ops.logs import Level
 
 app = typer.Typer(
     help="Run one process of the system, configured from the environment.",
@@ -32,6 +33,8 @@ Port = Annotated[int, typer.Option(min=1, max=65535, help="TCP port to listen on
 
 def serve_http(asgi: ASGIApp, host: str, port: int, level: Level) -> None:
     """Every HTTP process (and the benchmark's baseline) runs under the same uvicorn setup."""
+    import uvicorn
+
     uvicorn.run(
         asgi,
         host=host,
@@ -56,6 +59,10 @@ def api(
     ] = "all",
 ) -> None:
     """The HTTP API alone; --routes lets auth and tasks be deployed and scaled apart."""
+    from ops.api import build_api
+    from ops.bootstrap import redis_url
+    from ops.logs import configure_logging
+
     settings = settings_or_exit()
     with exit_on_invalid_setting():
         settings.shared_secret()
@@ -73,26 +80,38 @@ MetricsPort = Annotated[
 @app.command("projector")
 def projector(metrics_port: MetricsPort = None) -> None:
     """Every registered projection in one process; SIGTERM applies the batch in hand, then exits."""
+    from ops.logs import configure_logging
+    from ops.metrics import serve_metrics
+    from ops.observability import configure_tracing
+
+    # Before /metrics is served: the projections' metrics exist once their modules are imported.
+    from ops.projections import run_projector
+
     settings = settings_or_exit()
     configure_logging(settings.log_level, json_lines=settings.log_json)
     configure_tracing(settings, "projector")
     if metrics_port is not None:
         serve_metrics(metrics_port)
     with exit_on_invalid_setting():
-        asyncio.run(_serve_projector(settings))
+        asyncio.run(_until_signalled(lambda stop: run_projector(settings, stop)))
 
 
-async def _serve_projector(settings: Settings) -> None:
+async def _until_signalled(run: Callable[[asyncio.Event], Awaitable[None]]) -> None:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
-    await run_projector(settings, stop)
+    await run(stop)
 
 
 @app.command("mailer")
 def mailer(metrics_port: MetricsPort = None) -> None:
     """The mail consumer, one of the group; SIGTERM lets the mails in flight finish, then exits."""
+    from ops.logs import configure_logging
+    from ops.mailer import build_mailer
+    from ops.metrics import serve_metrics
+    from ops.observability import configure_tracing
+
     settings = settings_or_exit()
     with exit_on_invalid_setting():
         settings.shared_secret()
