@@ -56,11 +56,19 @@ def all_projections(settings: Settings, clients: ReadClients) -> list[Projection
     return [factory(settings, clients) for factory in PROJECTIONS]
 
 
-def mongo_client(settings: Settings) -> AsyncMongoClient[dict[str, Any]]:
+def mongo_client(
+    settings: Settings, *, server_selection_ms: int | None = None
+) -> AsyncMongoClient[dict[str, Any]]:
+    """This event loop's client. ``server_selection_ms``: how long an operation waits for a
+    usable server; None leaves it to the URL (or PyMongo's 30 s), which suits the projector,
+    whose runner retries; the API passes a short one, so an absent MongoDB is a quick 503."""
     if not settings.mongo_url:
         raise InvalidSetting("invalid setting TASKLEDGER_MONGO_URL: not set")
+    options: dict[str, Any] = {}
+    if server_selection_ms is not None:
+        options["serverSelectionTimeoutMS"] = server_selection_ms
     # tz_aware: checkpoints, parked events and aliases hold UTC instants.
-    return AsyncMongoClient(settings.mongo_url, tz_aware=True)
+    return AsyncMongoClient(settings.mongo_url, tz_aware=True, **options)
 
 
 def mongo_database(client: AsyncMongoClient[dict[str, Any]]) -> AsyncDatabase[dict[str, Any]]:

@@ -15,6 +15,7 @@ from typing import Any
 from pymongo import AsyncMongoClient
 from redis.asyncio import Redis
 
+from ops.projections import mongo_client, mongo_database
 from ops.settings import Settings
 from projections.aliases import LiveGenerations, MongoAliasRegistry
 from projections.task_list.mongo import MongoTaskReadModel
@@ -48,10 +49,8 @@ async def open_query_side(
         if not settings.mongo_url:
             yield QuerySide(positions, None, None, None)
             return
-        mongo = AsyncMongoClient(
-            settings.mongo_url, tz_aware=True, serverSelectionTimeoutMS=MONGO_SELECTION_MS
-        )
-        db = mongo.get_default_database("taskledger")
+        mongo = mongo_client(settings, server_selection_ms=MONGO_SELECTION_MS)
+        db = mongo_database(mongo)
         generations = LiveGenerations(MongoAliasRegistry(db))
         queries = TaskQueries(
             read_model=MongoTaskReadModel(db, generations),
