@@ -127,6 +127,8 @@ def build_auth(settings: Settings, identity: Identity, redis: Redis) -> Auth:
             forgot_per_email=settings.forgot_password_max,
             forgot_per_client=settings.forgot_password_max_per_client,
             forgot_window=settings.forgot_password_window,
+            register_per_client=settings.register_max_per_client,
+            register_window=settings.register_window,
         ),
         reset_key=reset_key(secret),
         reset_ttl=timedelta(seconds=settings.reset_token_ttl),

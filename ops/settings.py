@@ -44,6 +44,9 @@ class Settings(BaseSettings):
     forgot_password_max: int = Field(default=3, ge=1)
     forgot_password_max_per_client: int = Field(default=20, ge=1)
     forgot_password_window: int = Field(default=3600, ge=1)
+    # Each registration costs an argon2 hash and an account: a client address may make so many.
+    register_max_per_client: int = Field(default=20, ge=1)
+    register_window: int = Field(default=3600, ge=1)
 
     # Mail (relay + mailer). The de-dup memory must outlive both the retry horizon and the
     # relay's window, so that no re-publication or redelivery can ever send a mail twice.

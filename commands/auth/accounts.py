@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from typing import TypeVar
 
+from anyio import CapacityLimiter
 from fastapi.concurrency import run_in_threadpool
 
 from commands.auth.passwords import PasswordHasher
@@ -20,6 +23,8 @@ from domain.meta import Meta, meta
 from domain.reset_tokens import verify_reset_token
 
 log = logging.getLogger("taskledger.auth")
+
+T = TypeVar("T")
 
 
 def _now() -> datetime:
@@ -40,6 +45,7 @@ class Accounts:
         reset_key: bytes,
         reset_ttl: timedelta,
         clock: Callable[[], datetime] = _now,
+        hashing_slots: int | None = None,
     ) -> None:
         self._identity = identity
         self._hasher = hasher
@@ -49,12 +55,21 @@ class Accounts:
         self._reset_key = reset_key
         self._reset_ttl = reset_ttl
         self._clock = clock
+        # argon2 takes tens of ms of one core and memory_cost KiB per run: at most one run per
+        # core at a time. The rest wait here, on the loop, not in threads holding memory.
+        self._hashing = CapacityLimiter(hashing_slots or os.cpu_count() or 1)
+
+    async def _argon2(self, run: Callable[[], T]) -> T:
+        async with self._hashing:
+            return await run_in_threadpool(run)
 
     async def register(
-        self, *, email: str, password: str, display_name: str, meta: Meta
+        self, *, email: str, password: str, display_name: str, client: str, meta: Meta
     ) -> Written:
-        """One account per email, whatever its case; the store keeps an argon2 hash only."""
-        password_hash = await run_in_threadpool(self._hasher.hash, password)
+        """One account per email, whatever its case; the store keeps an argon2 hash only.
+        Registrations are limited per client address, counted before any hashing."""
+        await self._limiter.hit(self._limits.register(client))
+        password_hash = await self._argon2(lambda: self._hasher.hash(password))
         return await run_in_threadpool(
             lambda: self._identity.register(
                 email=email, display_name=display_name, password_hash=password_hash, meta=meta
@@ -77,9 +92,10 @@ class Accounts:
         await self._limiter.hit((account, by_client))
         user = await run_in_threadpool(self._identity.find_by_email, email)
         if user is None:
-            valid = await run_in_threadpool(self._hasher.verify_nobody, password)
+            valid = await self._argon2(lambda: self._hasher.verify_nobody(password))
         else:
-            valid = await run_in_threadpool(self._hasher.verify, user.password_hash, password)
+            password_hash = user.password_hash
+            valid = await self._argon2(lambda: self._hasher.verify(password_hash, password))
         if user is None or not valid:
             log.info("login failed", extra={"client": client})
             raise InvalidCredentials("email or password is wrong")
@@ -120,7 +136,7 @@ class Accounts:
         # password while the change lands.
         changed_version = user.version + 1
         await self._sessions.revoke_all(claim.user_id, before_version=changed_version)
-        password_hash = await run_in_threadpool(self._hasher.hash, new_password)
+        password_hash = await self._argon2(lambda: self._hasher.hash(new_password))
         acting = _acting_as(meta, claim.user_id)
         written = await run_in_threadpool(
             lambda: self._identity.reset_password(

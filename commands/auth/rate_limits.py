@@ -1,4 +1,4 @@
-"""Attempt limits for logins and reset requests, per account and per client address."""
+"""Attempt limits for logins, reset requests and registrations, per account and per client."""
 
 from __future__ import annotations
 
@@ -45,6 +45,8 @@ class AuthLimits:
     forgot_per_email: int
     forgot_per_client: int
     forgot_window: int
+    register_per_client: int
+    register_window: int
 
     def login(self, email: str, client: str) -> tuple[Limit, Limit]:
         """(per account, per client). The account key comes from the email, registered or not,
@@ -59,3 +61,7 @@ class AuthLimits:
             Limit(f"forgot:email:{_account(email)}", self.forgot_per_email, self.forgot_window),
             Limit(f"forgot:client:{client}", self.forgot_per_client, self.forgot_window),
         )
+
+    def register(self, client: str) -> tuple[Limit]:
+        """Per client address only: each registration costs an argon2 hash and an account."""
+        return (Limit(f"register:client:{client}", self.register_per_client, self.register_window),)

@@ -144,14 +144,15 @@ _LIMITED: dict[int | str, dict[str, str]] = {429: {"description": "too many atte
     "/register",
     status_code=status.HTTP_201_CREATED,
     response_model=Registered,
-    responses={409: {"description": "email already registered"}},
+    responses={409: {"description": "email already registered"}, **_LIMITED},
 )
 async def register(body: Register, accounts: AccountsApp, request: Request) -> Registered:
-    """Register an account; an email (in any case) can be registered once."""
+    """Register an account; an email (in any case) can be registered once; throttled per client."""
     written = await accounts.register(
         email=body.email,
         password=body.password.get_secret_value(),
         display_name=body.name(),
+        client=_client(request),
         meta=request_meta(request),
     )
     await remember_write(request, written.id, Identity.name, written)

@@ -281,6 +281,7 @@ def engines(work: Path, redis_url: str) -> Iterator[dict[str, str]]:
         "TASKLEDGER_ARGON2_MEMORY_COST": "64",
         "TASKLEDGER_FORGOT_PASSWORD_MAX": "1000000000",
         "TASKLEDGER_FORGOT_PASSWORD_MAX_PER_CLIENT": "1000000000",
+        "TASKLEDGER_REGISTER_MAX_PER_CLIENT": "1000000000",
     }
     try:
         yield env

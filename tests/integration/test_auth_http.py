@@ -118,6 +118,22 @@ def test_register_refuses_bad_input_with_422(api: httpx.Client, body: dict[str, 
         assert body["password"] not in response.text
 
 
+def test_registrations_from_one_address_answer_429_past_the_limit(
+    tmp_path: Path, settings: Settings
+) -> None:
+    with _server(tmp_path, settings, register_max_per_client=2, register_window=120) as api:
+        register(api)
+        register(api)
+        email = new_email()
+        limited = api.post("/v1/auth/register", json={"email": email, "password": PASSWORD})
+        assert limited.status_code == 429
+        assert 1 <= int(limited.headers["retry-after"]) <= 120
+        assert limited.headers["content-type"].startswith(PROBLEM)
+        # Nothing was registered: the address is still free for login to know nothing of.
+        refused = api.post("/v1/auth/login", json={"email": email, "password": PASSWORD})
+        assert refused.status_code == 401
+
+
 def test_passwords_of_8_and_128_characters_are_accepted(api: httpx.Client) -> None:
     for password in ("x" * 8, "y" * 128):
         user = sign_in(api, password=password)

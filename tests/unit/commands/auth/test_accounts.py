@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import threading
+import time
 import unicodedata
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -13,7 +15,7 @@ from prometheus_client import REGISTRY
 
 from commands.auth.accounts import Accounts
 from commands.auth.memory import InMemoryRateLimiter, InMemorySessionStore
-from commands.auth.passwords import Argon2Hasher
+from commands.auth.passwords import Argon2Hasher, PasswordHasher
 from commands.auth.rate_limits import AuthLimits
 from commands.auth.sessions import Sessions
 from commands.auth.tokens import JwtTokens, signing_key
@@ -50,7 +52,10 @@ class CountingHasher:
     def __init__(self) -> None:
         self.verified = 0
 
+    hashed = 0
+
     def hash(self, password: str) -> str:
+        self.hashed += 1
         return HASHER.hash(password)
 
     def verify(self, password_hash: str, password: str) -> bool:
@@ -70,27 +75,67 @@ class World:
     clock: Clock
     hasher: CountingHasher
 
-    async def register(self, email: str = "ann@example.com") -> UUID:
+    async def register(self, email: str = "ann@example.com", client: str = "c") -> UUID:
         written = await self.accounts.register(
-            email=email, password=PASSWORD, display_name="Ann", meta=meta(None, "test")
+            email=email,
+            password=PASSWORD,
+            display_name="Ann",
+            client=client,
+            meta=meta(None, "test"),
         )
         return written.id
 
 
-@pytest.fixture
-def world() -> World:
-    clock = Clock()
+class SlowHasher:
+    """Takes a while per call, as argon2 does, and notes how many calls ran at once."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._running = 0
+        self.calls = 0
+        self.most_at_once = 0
+
+    def _work(self) -> None:
+        with self._lock:
+            self.calls += 1
+            self._running += 1
+            self.most_at_once = max(self.most_at_once, self._running)
+        time.sleep(0.02)  # long enough for the callers to pile up, were nothing holding them
+        with self._lock:
+            self._running -= 1
+
+    def hash(self, password: str) -> str:
+        self._work()
+        return HASHER.hash(password)
+
+    def verify(self, password_hash: str, password: str) -> bool:
+        self._work()
+        return False
+
+    def verify_nobody(self, password: str) -> bool:
+        self._work()
+        return False
+
+
+def _sessions(clock: Clock) -> Sessions:
     # The tokens' expiry is checked by PyJWT against the real time, so they use it too.
-    sessions = Sessions(
+    return Sessions(
         JwtTokens(signing_key(SECRET), algorithm="HS256", access_ttl=900, refresh_ttl=3600),
         InMemorySessionStore(clock=clock.seconds),
     )
-    identity = Identity()  # the library's in-memory event store
-    hasher = CountingHasher()
-    accounts = Accounts(
+
+
+def _accounts(
+    identity: Identity,
+    hasher: PasswordHasher,
+    clock: Clock,
+    sessions: Sessions | None = None,
+    hashing_slots: int | None = None,
+) -> Accounts:
+    return Accounts(
         identity=identity,
         hasher=hasher,
-        sessions=sessions,
+        sessions=sessions or _sessions(clock),
         limiter=InMemoryRateLimiter(clock=clock.seconds),
         limits=AuthLimits(
             login_per_account=3,
@@ -99,12 +144,23 @@ def world() -> World:
             forgot_per_email=2,
             forgot_per_client=10,
             forgot_window=60,
+            register_per_client=3,
+            register_window=60,
         ),
         reset_key=reset_key(SECRET),
         reset_ttl=timedelta(minutes=30),
         clock=clock,
+        hashing_slots=hashing_slots,
     )
-    return World(accounts, sessions, identity, clock, hasher)
+
+
+@pytest.fixture
+def world() -> World:
+    clock = Clock()
+    sessions = _sessions(clock)
+    identity = Identity()  # the library's in-memory event store
+    hasher = CountingHasher()
+    return World(_accounts(identity, hasher, clock, sessions), sessions, identity, clock, hasher)
 
 
 async def _reset_token(world: World, email: str) -> str:
@@ -130,6 +186,45 @@ async def test_one_address_in_any_unicode_form_is_one_account(world: World) -> N
     assert requested.claim.user_id == user
     with pytest.raises(EmailTaken):
         await world.register(composed)
+
+
+async def test_registrations_are_throttled_per_client_before_any_hashing(world: World) -> None:
+    for n in range(3):
+        await world.register(f"u{n}@example.com", client="c1")
+    hashed = world.hasher.hashed
+    with pytest.raises(RateLimited) as limited:
+        await world.register("u3@example.com", client="c1")
+    assert 1 <= limited.value.retry_after <= 60
+    assert world.hasher.hashed == hashed
+    assert world.identity.find_by_email("u3@example.com") is None
+    # Another address is not affected, and the window ends.
+    await world.register("u4@example.com", client="c2")
+    world.clock.now += timedelta(seconds=61)
+    await world.register("u5@example.com", client="c1")
+
+
+async def test_at_most_hashing_slots_argon2_runs_at_once() -> None:
+    hasher = SlowHasher()
+    accounts = _accounts(Identity(), hasher, Clock(), hashing_slots=2)
+    await asyncio.gather(
+        *(
+            accounts.register(
+                email=f"u{n}@example.com",
+                password=PASSWORD,
+                display_name="U",
+                client=f"c{n}",
+                meta=meta(None, "test"),
+            )
+            for n in range(6)
+        ),
+        *(
+            accounts.login(email=f"u{n}@example.com", password="guess", client=f"d{n}")
+            for n in range(6)
+        ),
+        return_exceptions=True,
+    )
+    assert hasher.calls == 12
+    assert hasher.most_at_once == 2
 
 
 async def test_wrong_password_and_unknown_email_fail_alike(world: World) -> None:
