@@ -21,9 +21,10 @@ from redis.asyncio import Redis
 from commands.identity import Identity
 from commands.tasks import Tasks
 from ops.bootstrap import event_store_env, redis_client
+from ops.mongo import mongo_client, mongo_database
 from ops.read_models import READ_MODELS
 from ops.relay import mail_relay
-from ops.settings import InvalidSetting, Settings
+from ops.settings import Settings
 from projections.aliases import MongoAliasRegistry
 from projections.checkpoints import CheckpointsByProjection, MongoCheckpointStore
 from projections.envelope import Projection
@@ -54,26 +55,6 @@ PROJECTIONS: list[ProjectionFactory] = [*READ_MODELS, mail_relay]
 
 def all_projections(settings: Settings, clients: ReadClients) -> list[Projection]:
     return [factory(settings, clients) for factory in PROJECTIONS]
-
-
-def mongo_client(
-    settings: Settings, *, server_selection_ms: int | None = None
-) -> AsyncMongoClient[dict[str, Any]]:
-    """This event loop's client. ``server_selection_ms``: how long an operation waits for a
-    usable server; None leaves it to the URL (or PyMongo's 30 s), which suits the projector,
-    whose runner retries; the API passes a short one, so an absent MongoDB is a quick 503."""
-    if not settings.mongo_url:
-        raise InvalidSetting("invalid setting TASKLEDGER_MONGO_URL: not set")
-    options: dict[str, Any] = {}
-    if server_selection_ms is not None:
-        options["serverSelectionTimeoutMS"] = server_selection_ms
-    # tz_aware: checkpoints, parked events and aliases hold UTC instants.
-    return AsyncMongoClient(settings.mongo_url, tz_aware=True, **options)
-
-
-def mongo_database(client: AsyncMongoClient[dict[str, Any]]) -> AsyncDatabase[dict[str, Any]]:
-    """The database named in the URL's path."""
-    return client.get_default_database("taskledger")
 
 
 def pacing(settings: Settings) -> Pacing:

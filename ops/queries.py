@@ -15,7 +15,7 @@ from typing import Any
 from pymongo import AsyncMongoClient
 from redis.asyncio import Redis
 
-from ops.projections import mongo_client, mongo_database
+from ops.mongo import mongo_client, mongo_database
 from ops.settings import Settings
 from projections.aliases import LiveGenerations, MongoAliasRegistry
 from projections.task_list.mongo import MongoTaskReadModel
