@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import unicodedata
 from datetime import datetime
+from typing import Any
 from uuid import NAMESPACE_URL, UUID, uuid5
 
 from eventsourcing.domain import Aggregate, event
@@ -36,7 +37,24 @@ class User(Aggregate):
         # request id -> ISO expiry; a reset may use one only while it is listed here.
         self.pending_resets: dict[str, str] = {}
 
-    @event("PasswordResetRequested")
+    class PasswordResetRequested(Aggregate.Event):
+        request_id: UUID
+        expires_at: str
+        meta: Meta
+
+        def apply(self, aggregate: Any) -> None:
+            # Runs after the method below. Requests already expired when this one was made can
+            # never be used again: drop them, judged by this event's own time (not the clock),
+            # so every replay keeps the same ones and the dict stays as small as the TTL allows.
+            user: User = aggregate
+            user.pending_resets = {
+                request: expires
+                for request, expires in user.pending_resets.items()
+                if datetime.fromisoformat(expires) > self.timestamp
+            }
+            super().apply(aggregate)
+
+    @event(PasswordResetRequested)
     def request_password_reset(self, request_id: UUID, expires_at: str, meta: Meta) -> None:
         self.pending_resets[str(request_id)] = expires_at
 
