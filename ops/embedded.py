@@ -18,6 +18,7 @@ import json
 import os
 import socket
 import sys
+import sysconfig
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -135,16 +136,32 @@ def http_ok(url: str) -> Callable[[], bool]:
     return probe
 
 
+def our_module(module: str, env: Env) -> tuple[list[str], dict[str, str]]:
+    """The argv and environment that run one of our modules in this interpreter.
+
+    ``-P``: the child's working directory is not put first on sys.path, so a project with an
+    ``ops/`` package of its own, where ``up`` was started, cannot stand in for ours. Our code is
+    found where this process found it: installed, or (a checkout) through PYTHONPATH.
+    """
+    env = dict(env)
+    root = Path(__file__).resolve().parent.parent
+    installed = {Path(sysconfig.get_path(name)).resolve() for name in ("purelib", "platlib")}
+    if root not in installed:
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(root), env.get("PYTHONPATH")]))
+    return [sys.executable, "-P", "-m", module], env
+
+
 def taskledger(
     plan: Plan, env: Env, name: str, args: Sequence[str], ready: Callable[[], bool]
 ) -> Daemon:
     """One of our own processes: this interpreter running the ``taskledger`` command."""
+    argv, child_env = our_module("ops", env)
     return Daemon(
         name=name,
-        argv=[sys.executable, "-m", "ops", *args],
+        argv=[*argv, *args],
         ready=ready,
         log_path=plan.logs / f"{name}.log",
-        env=dict(env),
+        env=child_env,
     )
 
 
@@ -172,12 +189,11 @@ def _api(plan: Plan, env: Env) -> Daemon:
 
 def _smtp_sink(plan: Plan, env: Env) -> Daemon:
     port = plan.ports.port("smtp")
+    argv, child_env = our_module("ops.smtp_sink", env)
     return Daemon(
         name="smtp-sink",
         argv=[
-            sys.executable,
-            "-m",
-            "ops.smtp_sink",
+            *argv,
             "--host",
             LOOPBACK,
             "--port",
@@ -187,7 +203,7 @@ def _smtp_sink(plan: Plan, env: Env) -> Daemon:
         ],
         ready=lambda: port_open(LOOPBACK, port),
         log_path=plan.logs / "smtp-sink.log",
-        env=dict(env),
+        env=child_env,
     )
 
 

@@ -1,0 +1,32 @@
+"""The processes ``taskledger up`` starts run our code, whatever directory it was started in."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from ops.embedded import Plan, taskledger
+from ops.settings import Settings
+
+
+def test_an_ops_package_in_the_working_directory_does_not_replace_ours(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A project of the user's, with a package that happens to be called ops.
+    project = tmp_path / "project"
+    (project / "ops").mkdir(parents=True)
+    (project / "ops" / "__init__.py").write_text("")
+    (project / "ops" / "__main__.py").write_text("print('not taskledger')\n")
+    monkeypatch.chdir(project)
+    plan = Plan.for_run(Settings(data_dir=tmp_path / "data"), "127.0.0.1", 8000)
+
+    child = taskledger(plan, dict(os.environ), "probe", ["--help"], ready=lambda: False)
+    child.spawn()
+    assert child.process is not None
+    assert child.process.wait(60) == 0
+    output = child.log_path.read_text()
+    assert "not taskledger" not in output
+    assert "taskledger" in output
+    assert "serve" in output  # our command's help
