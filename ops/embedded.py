@@ -208,7 +208,8 @@ def _smtp_sink(plan: Plan, env: Env) -> Daemon:
 
 
 def _worker(name: str) -> Callable[[Plan, Env], Daemon]:
-    """``taskledger serve NAME``, ready once its /metrics answers."""
+    """``taskledger serve NAME``, ready once its /metrics answers (on loopback only: nothing of
+    a laptop run listens beyond this machine unless ``--host`` says so)."""
 
     def daemon(plan: Plan, env: Env) -> Daemon:
         port = plan.ports.port(f"{name}-metrics")
@@ -216,7 +217,7 @@ def _worker(name: str) -> Callable[[Plan, Env], Daemon]:
             plan,
             env,
             name,
-            ["serve", name, "--metrics-port", str(port)],
+            ["serve", name, "--metrics-port", str(port), "--metrics-host", LOOPBACK],
             http_ok(f"http://{LOOPBACK}:{port}/metrics"),
         )
 

@@ -75,10 +75,11 @@ MetricsPort = Annotated[
     int | None,
     typer.Option(min=1, max=65535, help="Serve Prometheus /metrics on this port."),
 ]
+MetricsHost = Annotated[str, typer.Option(help="Interface /metrics listens on.")]
 
 
 @app.command("projector")
-def projector(metrics_port: MetricsPort = None) -> None:
+def projector(metrics_port: MetricsPort = None, metrics_host: MetricsHost = "0.0.0.0") -> None:
     """Every registered projection in one process; SIGTERM applies the batch in hand, then exits."""
     from ops.logs import configure_logging
     from ops.metrics import serve_metrics
@@ -91,7 +92,7 @@ def projector(metrics_port: MetricsPort = None) -> None:
     configure_logging(settings.log_level, json_lines=settings.log_json)
     configure_tracing(settings, "projector")
     if metrics_port is not None:
-        serve_metrics(metrics_port)
+        serve_metrics(metrics_port, metrics_host)
     with exit_on_invalid_setting():
         asyncio.run(_until_signalled(lambda stop: run_projector(settings, stop)))
 
@@ -105,7 +106,7 @@ async def _until_signalled(run: Callable[[asyncio.Event], Awaitable[None]]) -> N
 
 
 @app.command("mailer")
-def mailer(metrics_port: MetricsPort = None) -> None:
+def mailer(metrics_port: MetricsPort = None, metrics_host: MetricsHost = "0.0.0.0") -> None:
     """The mail consumer, one of the group; SIGTERM lets the mails in flight finish, then exits."""
     from ops.logs import configure_logging
     from ops.mailer import build_mailer
@@ -120,6 +121,6 @@ def mailer(metrics_port: MetricsPort = None) -> None:
     with exit_on_invalid_setting():
         process = build_mailer(settings)
     if metrics_port is not None:
-        serve_metrics(metrics_port)
+        serve_metrics(metrics_port, metrics_host)
     # Start and stop lines at INFO: shown or not by TASKLEDGER_LOG_LEVEL like any other.
     asyncio.run(process.app.run(log_level=logging.INFO))

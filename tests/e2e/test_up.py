@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import queue
 import signal
@@ -16,6 +17,7 @@ from types import TracebackType
 import httpx
 import psutil
 import pytest
+import redis
 
 from ops.engines import free_port
 
@@ -189,6 +191,18 @@ def test_up_serves_stops_on_sigterm_and_resumes_with_all_data(tmp_path: Path) ->
         assert "redis-server" in cmdlines
         assert "secantusd" in cmdlines
         assert "serve api" in cmdlines
+        # Nothing of a laptop run listens beyond this machine (the workers' /metrics included).
+        listening = {
+            connection.laddr.ip
+            for child in children
+            for connection in child.net_connections(kind="inet")
+            if connection.status == psutil.CONN_LISTEN
+        }
+        assert listening == {"127.0.0.1"}
+        # Redis answers a write only once it is on disk: a crash cannot bring a session back.
+        redis_port = json.loads((data_dir / "ports.json").read_text())["redis"]
+        with redis.Redis(port=redis_port) as engine:
+            assert engine.config_get("appendfsync") == {"appendfsync": "always"}
         assert first.process is not None
         first.process.send_signal(signal.SIGTERM)
         assert first.wait() == 0, first.stderr()
