@@ -16,6 +16,7 @@ import contextlib
 import http.client
 import json
 import os
+import shlex
 import socket
 import sys
 import sysconfig
@@ -289,7 +290,7 @@ def build_children(plan: Plan, specs: Sequence[ChildSpec]) -> list[list[Daemon]]
 def write_env_file(plan: Plan, specs: Sequence[ChildSpec]) -> Path:
     """``<data dir>/up.env``: source it to point operator commands at the running engines."""
     path = plan.data_dir / "up.env"
-    lines = [f"export {key}='{value}'\n" for key, value in exported(plan, specs).items()]
+    lines = [f"export {key}={shlex.quote(value)}\n" for key, value in exported(plan, specs).items()]
     path.write_text("".join(lines))
     return path
 

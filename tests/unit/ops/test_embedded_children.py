@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import os
+import subprocess
 from pathlib import Path
 
 import pytest
 
-from ops.embedded import Plan, taskledger
+from ops.embedded import Plan, running, taskledger, write_env_file
 from ops.settings import Settings
 
 
@@ -30,3 +31,18 @@ def test_an_ops_package_in_the_working_directory_does_not_replace_ours(
     assert "not taskledger" not in output
     assert "taskledger" in output
     assert "serve" in output  # our command's help
+
+
+def test_up_env_reads_back_exactly_in_a_shell_whatever_the_data_dir_is_called(
+    tmp_path: Path,
+) -> None:
+    data_dir = tmp_path / "it's $HOME `data`"
+    plan = Plan.for_run(Settings(data_dir=data_dir), "127.0.0.1", 8000)
+    env_file = write_env_file(plan, running(plan, []))
+    read_back = subprocess.run(
+        ["bash", "-c", 'source "$1" && printf %s "$TASKLEDGER_DATA_DIR"', "-", str(env_file)],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert read_back.stdout == str(data_dir.resolve())
