@@ -202,7 +202,7 @@ async def test_a_dead_redis_is_left_alone_after_a_failure_and_own_writes_still_c
         asked.append(key)
         return hgetall(key)
 
-    dead.hgetall = counted  # type: ignore[method-assign]
+    dead.hgetall = counted  # type: ignore[method-assign,assignment]
     assert await positions.last(ALICE) == {}
     await positions.wrote(ALICE, "Tasks", 4)
     assert await positions.last(ALICE) == {"Tasks": 4}
