@@ -13,10 +13,15 @@ from eventsourcing.utils import EnvType
 from commands.group_commit import GroupCommit
 from commands.metrics import count_appended, counted
 from commands.written import Written
-from domain.errors import EmailTaken, InvalidResetToken, UserNotFound
+from domain.errors import ConcurrentWrite, EmailTaken, InvalidResetToken, UserNotFound
 from domain.identity import EmailIndex, User, normalise_email
 from domain.meta import Meta
 from domain.reset_tokens import ResetClaim
+
+# A command that loses a race on a user (another reset request, say) is re-read and applied
+# again this many times before the caller hears 409; n concurrent commands on one user make
+# any of them lose at most n - 1 times.
+RACE_RETRIES = 5
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,33 +77,56 @@ class Identity(Application[UUID]):
         self, email: str, *, ttl: timedelta, meta: Meta, now: datetime | None = None
     ) -> ResetRequest | None:
         """Unknown emails are not an error: the caller must not learn who is registered."""
-        user = self.find_by_email(email)
-        if user is None:
-            return None
         expires_at = (now or datetime.now(UTC)) + ttl
         request_id = uuid4()
-        user.request_password_reset(
-            request_id=request_id, expires_at=expires_at.isoformat(), meta=meta
-        )
-        written = Written.of(user.id, user.version, self.commits.save(user))
-        return ResetRequest(ResetClaim(user.id, request_id, expires_at), written)
+        for _ in range(RACE_RETRIES):
+            user = self.find_by_email(email)
+            if user is None:
+                return None
+            user.request_password_reset(
+                request_id=request_id, expires_at=expires_at.isoformat(), meta=meta
+            )
+            try:
+                written = Written.of(user.id, user.version, self.commits.save(user))
+            except IntegrityError:
+                continue  # another write to the user came first: request on top of it
+            return ResetRequest(ResetClaim(user.id, request_id, expires_at), written)
+        raise ConcurrentWrite("the account was changed by other requests; try again")
 
-    @counted("reset_password")
-    def reset_password(
-        self, claim: ResetClaim, *, password_hash: str, meta: Meta, now: datetime | None = None
-    ) -> Written:
-        """A reset request works once, before it expires, and only until a newer change."""
+    def pending_reset(self, claim: ResetClaim, now: datetime | None = None) -> User:
+        """The user whose reset request the claim names, while that request can still be used."""
         try:
             user = self.get_user(claim.user_id)
         except UserNotFound:
             raise InvalidResetToken("unknown user") from None
         if not user.reset_is_pending(claim.request_id, now or datetime.now(UTC)):
             raise InvalidResetToken("already used or superseded")
-        user.change_password(
-            password_hash=password_hash, reset_request_id=claim.request_id, meta=meta
-        )
-        try:
-            return Written.of(user.id, user.version, self.commits.save(user))
-        except IntegrityError:
-            # A concurrent use of the same token (or another change) won: this one is spent.
-            raise InvalidResetToken("already used") from None
+        return user
+
+    @counted("reset_password")
+    def reset_password(
+        self,
+        claim: ResetClaim,
+        *,
+        password_hash: str,
+        meta: Meta,
+        now: datetime | None = None,
+        user: User | None = None,
+    ) -> Written:
+        """A reset request works once, before it expires, and only until a newer change."""
+        # ``user``, when given, is what pending_reset answered for this claim: not read again.
+        now = now or datetime.now(UTC)
+        for _ in range(RACE_RETRIES):
+            if user is None:
+                user = self.pending_reset(claim, now)
+            user.change_password(
+                password_hash=password_hash, reset_request_id=claim.request_id, meta=meta
+            )
+            try:
+                return Written.of(user.id, user.version, self.commits.save(user))
+            except IntegrityError:
+                # Another write to the user came first. Read it again: if that write spent
+                # this request (the same token, another change), pending_reset says so;
+                # if it was another reset request, say, this reset still goes ahead.
+                user = None
+        raise ConcurrentWrite("the account was changed by other requests; try again")

@@ -17,7 +17,7 @@ from commands.auth.sessions import Sessions, TokenPair
 from commands.identity import Identity, ResetRequest
 from commands.metrics import counting
 from commands.written import Written
-from domain.errors import InvalidCredentials, InvalidResetToken, UserNotFound
+from domain.errors import InvalidCredentials
 from domain.identity import normalise_email
 from domain.meta import Meta, meta
 from domain.reset_tokens import verify_reset_token
@@ -124,13 +124,8 @@ class Accounts:
         it revokes every session of the user."""
         now = self._clock()
         claim = verify_reset_token(self._reset_key, token, now)
-        try:
-            user = await run_in_threadpool(self._identity.get_user, claim.user_id)
-        except UserNotFound:
-            raise InvalidResetToken("unknown user") from None
-        if not user.reset_is_pending(claim.request_id, now):
-            # Checked before any session is touched: a spent token must not log anyone out.
-            raise InvalidResetToken("already used or superseded")
+        # Checked before any session is touched: a spent token must not log anyone out.
+        user = await run_in_threadpool(self._identity.pending_reset, claim, now)
         # Sessions go first: if Redis fails, nothing has changed and the user may retry. The
         # floor (the version the change will have) also refuses a login that checked the old
         # password while the change lands.
@@ -140,7 +135,7 @@ class Accounts:
         acting = _acting_as(meta, claim.user_id)
         written = await run_in_threadpool(
             lambda: self._identity.reset_password(
-                claim, password_hash=password_hash, meta=acting, now=now
+                claim, password_hash=password_hash, meta=acting, now=now, user=user
             )
         )
         if written.version != changed_version:

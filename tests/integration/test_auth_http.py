@@ -394,6 +394,24 @@ def test_forgot_password_refuses_a_malformed_email(api: httpx.Client) -> None:
     assert api.post("/v1/auth/forgot-password", json={"email": "nope"}).status_code == 422
 
 
+def test_concurrent_forgot_passwords_for_one_user_are_each_recorded(
+    tmp_path: Path, settings: Settings
+) -> None:
+    # Five at once: each may lose a race on the user to the others, and must try again (at
+    # most four times) rather than answer 500 and lose the request.
+    with _server(tmp_path, settings, forgot_password_max=100) as api:
+        user, email = register(api)
+
+        def forgot(_: int) -> int:
+            return api.post("/v1/auth/forgot-password", json={"email": email}).status_code
+
+        with ThreadPoolExecutor(5) as pool:
+            statuses = list(pool.map(forgot, range(5)))
+    assert statuses == [202] * 5
+    claims = reset_claims(settings, user)
+    assert len({claim.request_id for claim in claims}) == 5
+
+
 def test_forgot_password_is_rate_limited_per_email(tmp_path: Path, settings: Settings) -> None:
     with _server(tmp_path, settings, forgot_password_max=2) as api:
         email = new_email()
