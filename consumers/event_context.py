@@ -7,8 +7,9 @@ merges into stdlib records too) carry both ids, and when the process has an Open
 provider (ops configures one when TASKLEDGER_OTEL_ENABLED is set and the SDK is installed) the
 work runs in a span whose parent is the request's. Without a provider the span is a no-op.
 
-Kept here, free of ops/, because consumers may import only the domain (projections/ holds
-the same function for the same reason).
+consumers/ may import only the domain, and this touches structlog and OpenTelemetry, so it
+cannot live in domain/: projections/event_context.py is its twin, for projections/, and
+tests/unit/test_event_context_twins.py keeps the two the same code.
 """
 
 from __future__ import annotations

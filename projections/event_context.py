@@ -1,14 +1,7 @@
-"""Join the work done for an event to the request that caused it: logs and, if configured, spans.
+"""The twin of consumers/event_context.py, which says what ``bind_event_context`` is for.
 
-Every event's meta (domain.meta.Meta) carries the HTTP request's ``correlation_id`` and its W3C
-``traceparent``; integration messages copy both. While handling one, wrap the work in
-``bind_event_context(meta)``: log lines (structlog contextvars, which the process's logging
-merges into stdlib records too) carry both ids, and when the process has an OpenTelemetry tracer
-provider (ops configures one when TASKLEDGER_OTEL_ENABLED is set and the SDK is installed) the
-work runs in a span whose parent is the request's. Without a provider the span is a no-op.
-
-Kept here, free of ops/, because projections may import only the domain (consumers/ holds
-the same function for the same reason).
+projections/ may import only the domain, and this touches structlog and OpenTelemetry, so it
+cannot live in domain/; tests/unit/test_event_context_twins.py keeps the two the same code.
 """
 
 from __future__ import annotations
