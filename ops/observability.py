@@ -13,7 +13,6 @@ import re
 import time
 from typing import TYPE_CHECKING, TypeGuard
 
-from prometheus_client import Histogram
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ops.logs import http_request_state
@@ -56,8 +55,6 @@ class ObservabilityMiddleware:
     def __init__(self, app: ASGIApp, *, tracing: bool = False) -> None:
         self.app = app
         self.tracing = tracing
-        # Label children by (method, route, status): a bounded set, as routes are templates.
-        self._latency: dict[tuple[str, str, int], Histogram] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -87,13 +84,7 @@ class ObservabilityMiddleware:
             elapsed = time.perf_counter() - started
             route = _route_template(scope)
             method = scope["method"] if scope["method"] in _METHODS else "OTHER"
-            key = (method, route, status)
-            latency = self._latency.get(key)
-            if latency is None:
-                latency = self._latency[key] = HTTP_REQUEST_DURATION.labels(
-                    method, route, str(status)
-                )
-            latency.observe(elapsed)
+            HTTP_REQUEST_DURATION.labels(method, route, str(status)).observe(elapsed)
             level = logging.DEBUG if route in _QUIET_ROUTES else logging.INFO
             if log.isEnabledFor(level):
                 log.log(
