@@ -2,17 +2,21 @@
 
 The PostgreSQL recorder locks the events table for each insert (so notification ids commit in
 order), which serialises one-command transactions at one fsync each; a transaction of many
-commands costs little more than one of one. So callers (the threads that run commands) hand in
-the aggregates of one command and block; a caller that finds no save in progress leads: it
-takes what is queued — whatever arrived while the previous transaction ran, never waiting for
-more — saves it in one transaction, and hands each caller the recordings of its own events.
+commands costs little more than one of one. So commands hand in their aggregates and wait; one
+committer thread saves whatever is queued — what arrived while the previous transaction ran,
+never waiting for more — in one transaction, and gives each command the recordings of its own
+events. Threads wait blocked (``save``); coroutines await (``save_async``) and need no thread of
+their own, so a command that reads nothing never leaves the event loop.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import threading
 from collections import deque
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Generic, Protocol
 
 from eventsourcing.domain import (
@@ -39,37 +43,44 @@ class SavesInOneTransaction(Protocol[TAggregateID]):
     ) -> Sequence[Recording[TAggregateID]]: ...
 
 
+# How a command's caller is told it is done: a thread waits on an Event, a coroutine awaits a
+# future of its own event loop.
+_Waiter = threading.Event | tuple[asyncio.AbstractEventLoop, "asyncio.Future[None]"]
+
+
 class _Command(Generic[TAggregateID]):
     """One caller's submission, and what became of it."""
 
-    __slots__ = ("aggregates", "alone", "done", "error", "events", "ids", "recordings", "wake")
+    __slots__ = ("aggregates", "error", "events", "ids", "recordings", "waiter")
 
     def __init__(
         self,
         aggregates: Sequence[PendingAggregate[TAggregateID]],
         events: list[DomainEventProtocol[TAggregateID]],
-        wake: threading.Condition,
+        waiter: _Waiter,
     ) -> None:
         self.aggregates = aggregates
         self.events = events
         self.ids = frozenset(event.originator_id for event in events)
-        self.wake = wake
-        self.done = False
-        # Set when this command's batch conflicted: the caller saves it on its own.
-        self.alone = False
+        self.waiter = waiter
         self.error: BaseException | None = None
         self.recordings: list[Recording[TAggregateID]] = []
+
+    def outcome(self) -> list[Recording[TAggregateID]]:
+        if self.error is not None:
+            raise self.error
+        return self.recordings
 
 
 class GroupCommit(Generic[TAggregateID]):
     """Saves the aggregates of concurrent commands together, each command all or nothing.
 
     A batch never holds two commands on the same aggregate (the later one waits for the next
-    batch), so every version conflict is between a command and what is already stored. When a
-    batch conflicts, each of its commands is saved alone by its own caller, so only the stale
-    ones hear ``IntegrityError``; any other failure of a batch is raised to all its callers.
-    ``max_batch`` of 1 saves each command alone on its caller's thread, as if there were no
-    group commit at all.
+    batch), so every version conflict is between a command and what is already stored. A batch
+    that conflicts is split in halves and each half saved on its own, down to single commands,
+    so only the stale commands hear ``IntegrityError``; any other failure of a save is raised
+    to every command in it. ``max_batch`` of 1 saves each command alone on its caller's
+    thread, as if there were no group commit at all.
     """
 
     def __init__(self, save: SavesInOneTransaction[TAggregateID], *, max_batch: int = 256) -> None:
@@ -80,6 +91,8 @@ class GroupCommit(Generic[TAggregateID]):
         self._lock = threading.Lock()
         self._queue: deque[_Command[TAggregateID]] = deque()
         self._saving = False
+        # One thread is all it takes (one transaction at a time); started on first use.
+        self._committer = ThreadPoolExecutor(1, thread_name_prefix="group-commit")
 
     @property
     def max_batch(self) -> int:
@@ -95,41 +108,65 @@ class GroupCommit(Generic[TAggregateID]):
         """Store the pending events of one command's aggregates; block until stored."""
         if self._max_batch == 1:
             return list(self._save(*aggregates))
-        events: list[DomainEventProtocol[TAggregateID]] = [
-            event for aggregate in aggregates for event in aggregate.collect_events()
-        ]
-        if not events:
+        command = self._command(aggregates, threading.Event())
+        if command is None:
             return []
-        command = _Command(aggregates, events, threading.Condition(self._lock))
+        self._submit(command)
+        assert isinstance(command.waiter, threading.Event)
+        command.waiter.wait()
+        return command.outcome()
+
+    async def save_async(
+        self, *aggregates: PendingAggregate[TAggregateID]
+    ) -> list[Recording[TAggregateID]]:
+        """As ``save``, for a coroutine: the event loop goes on while the batch is saved."""
+        loop = asyncio.get_running_loop()
+        if self._max_batch == 1:
+            return await loop.run_in_executor(None, lambda: list(self._save(*aggregates)))
+        future: asyncio.Future[None] = loop.create_future()
+        command = self._command(aggregates, (loop, future))
+        if command is None:
+            return []
+        self._submit(command)
+        # Cancelling the caller cannot take back a command already queued: it is stored anyway.
+        await asyncio.shield(future)
+        return command.outcome()
+
+    def close(self) -> None:
+        """Save what is queued, then stop the committer thread."""
+        self._committer.shutdown(wait=True)
+
+    def _command(
+        self, aggregates: Sequence[PendingAggregate[TAggregateID]], waiter: _Waiter
+    ) -> _Command[TAggregateID] | None:
+        events = [event for aggregate in aggregates for event in aggregate.collect_events()]
+        return _Command(aggregates, events, waiter) if events else None
+
+    def _submit(self, command: _Command[TAggregateID]) -> None:
         with self._lock:
             self._queue.append(command)
-            while not command.done:
-                if self._saving:
-                    command.wake.wait()
-                else:
-                    self._lead()
-        if command.alone:
-            return list(self._save(*command.events, *command.aggregates))
-        if command.error is not None:
-            raise command.error
-        return command.recordings
-
-    def _lead(self) -> None:
-        """Save one batch; called and returns with the lock held, which the save goes without."""
-        batch = self._take()
-        self._saving = True
-        self._lock.release()
+            if self._saving:
+                return  # the committer takes it after the transaction in progress
+            self._saving = True
         try:
+            self._committer.submit(self._drain)
+        except RuntimeError:
+            # Closed: refuse this command, and leave nothing queued that nobody would save.
+            with self._lock:
+                self._queue.remove(command)
+                self._saving = False
+            raise
+
+    def _drain(self) -> None:
+        """On the committer thread: save batches until nothing is queued."""
+        while True:
+            with self._lock:
+                batch = self._take()
+                if not batch:
+                    self._saving = False
+                    return
             self._store(batch)
-        finally:
-            self._lock.acquire()
-            self._saving = False
-            for command in batch:
-                command.done = True
-                command.wake.notify()
-            if self._queue:
-                # Whoever is first in line leads the next batch; it arrived during this one.
-                self._queue[0].wake.notify()
+            _wake(batch)
 
     def _take(self) -> list[_Command[TAggregateID]]:
         """Up to max_batch queued commands, oldest first, no two touching the same aggregate.
@@ -162,16 +199,37 @@ class GroupCommit(Generic[TAggregateID]):
         except IntegrityError as exc:
             if len(batch) == 1:
                 batch[0].error = exc
-            else:
-                for command in batch:
-                    command.alone = True
+                return
+            half = len(batch) // 2
+            self._store(batch[:half])
+            self._store(batch[half:])
             return
         except BaseException as exc:
-            # Raised in each caller of the batch (as concurrent.futures does), not in the leader
-            # as such: the leader's own command may wait for a later batch.
+            # Raised in each caller (as concurrent.futures does); the committer goes on.
             for command in batch:
                 command.error = exc
             return
         by_aggregate = {aggregate_id: command for command in batch for aggregate_id in command.ids}
         for recording in recordings:
             by_aggregate[recording.domain_event.originator_id].recordings.append(recording)
+
+
+def _wake(batch: Sequence[_Command[Any]]) -> None:
+    """Tell every caller of a batch; each event loop once, not once per command."""
+    futures: dict[asyncio.AbstractEventLoop, list[asyncio.Future[None]]] = {}
+    for command in batch:
+        if isinstance(command.waiter, threading.Event):
+            command.waiter.set()
+        else:
+            loop, future = command.waiter
+            futures.setdefault(loop, []).append(future)
+    for loop, waiting in futures.items():
+        # A closed loop raises RuntimeError: nobody is left there to tell.
+        with contextlib.suppress(RuntimeError):
+            loop.call_soon_threadsafe(_settle, waiting)
+
+
+def _settle(futures: list[asyncio.Future[None]]) -> None:
+    for future in futures:
+        if not future.done():
+            future.set_result(None)

@@ -41,6 +41,10 @@ class Identity(Application[UUID]):
     def _notify(self, recordings: list[Recording[UUID]]) -> None:
         count_appended(self.name, recordings)
 
+    def close(self) -> None:
+        self.commits.close()
+        super().close()
+
     @counted("register")
     def register(self, *, email: str, display_name: str, password_hash: str, meta: Meta) -> Written:
         """An email belongs to one account: the index aggregate saved with the user enforces it."""

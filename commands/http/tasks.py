@@ -117,10 +117,9 @@ async def create_task(
     body: CreateTask, user: CurrentUser, tasks: TasksApp, request: Request, response: Response
 ) -> WrittenOut:
     """Create a task owned by the caller."""
-    written = await run_in_threadpool(
-        lambda: tasks.create_task(
-            owner_id=user, meta=request_meta(request, user), **body.model_dump()
-        )
+    # Awaited on the event loop: only the group commit's thread touches the store.
+    written = await tasks.create_task_async(
+        owner_id=user, meta=request_meta(request, user), **body.model_dump()
     )
     await remember_write(request, user, Tasks.name, written)
     response.headers["Location"] = f"/v1/tasks/{written.id}"

@@ -1,7 +1,12 @@
-"""GroupCommit over a fake store: concurrent commands share saves, each keeps its own outcome."""
+"""GroupCommit over a fake store: concurrent commands share saves, each keeps its own outcome.
+
+The first save is held (a slow transaction) while the others queue up, so what shares which
+save is decided by the test, not by timing.
+"""
 
 from __future__ import annotations
 
+import asyncio
 import copy
 import threading
 import time
@@ -163,8 +168,8 @@ def test_a_stale_command_fails_alone_and_the_rest_of_its_batch_is_stored() -> No
             futures[1].result()
         stored = [futures[n].result() for n in (0, 2, 3)]
 
-    # The batch of four failed as a whole, then each was tried on its own.
-    assert [len(s) for s in store.saves][3:] == [4, 1, 1, 1, 1]
+    # The batch of four failed as a whole, then by halves, until the stale one stood alone.
+    assert [len(s) for s in store.saves][3:] == [4, 2, 1, 1, 2]
     for task, recordings in zip(fresh, stored, strict=True):
         assert [r.domain_event.originator_id for r in recordings] == [task.id]
         assert store.versions[task.id] == 1
@@ -248,3 +253,67 @@ def test_nothing_pending_is_not_saved() -> None:
 def test_max_batch_must_be_positive() -> None:
     with pytest.raises(ValueError, match="max_batch"):
         GroupCommit(FakeStore().save, max_batch=0)
+
+
+async def test_coroutines_share_saves_made_on_the_committer_thread() -> None:
+    store = FakeStore()
+    group: GroupCommit[UUID] = GroupCommit(store.save, max_batch=256)
+    tasks = [new_task(f"t{n}") for n in range(10)]
+
+    with store.hold():
+        first = asyncio.create_task(group.save_async(tasks[0]))
+        assert await asyncio.to_thread(store.holding.wait, 10)
+        rest = [asyncio.create_task(group.save_async(t)) for t in tasks[1:]]
+        await asyncio.to_thread(wait_until_waiting, group, len(rest))
+    results = await asyncio.gather(first, *rest)
+
+    assert [len(s) for s in store.saves] == [1, 9]
+    assert set(store.threads) == {"group-commit_0"}
+    for task, recordings in zip(tasks, results, strict=True):
+        assert [r.domain_event.originator_id for r in recordings] == [task.id]
+    group.close()
+
+
+async def test_threads_and_coroutines_share_a_batch_and_conflicts_reach_coroutines() -> None:
+    store = FakeStore()
+    group: GroupCommit[UUID] = GroupCommit(store.save, max_batch=256)
+    task = new_task()
+    await group.save_async(task)
+    stale = copy.deepcopy(task)
+    task.edit({"title": "stored first"}, META)
+    await group.save_async(task)
+    stale.edit({"title": "from a stale read"}, META)
+    from_thread, from_coroutine = new_task("thread"), new_task("coroutine")
+
+    with ThreadPoolExecutor(1) as pool:
+        with store.hold():
+            first = asyncio.create_task(group.save_async(new_task("first")))
+            assert await asyncio.to_thread(store.holding.wait, 10)
+            threaded = pool.submit(group.save, from_thread)
+            coroutines = [asyncio.create_task(group.save_async(t)) for t in (from_coroutine, stale)]
+            await asyncio.to_thread(wait_until_waiting, group, 3)
+        await first
+        outcomes = await asyncio.gather(*coroutines, return_exceptions=True)
+        assert [r.domain_event.originator_id for r in threaded.result()] == [from_thread.id]
+
+    recordings, refused = outcomes
+    assert isinstance(recordings, list)
+    assert [r.domain_event.originator_id for r in recordings] == [from_coroutine.id]
+    assert isinstance(refused, IntegrityError)
+    assert store.versions[task.id] == 2
+    group.close()
+
+
+def test_close_saves_what_is_queued_and_then_refuses() -> None:
+    store = FakeStore()
+    group: GroupCommit[UUID] = GroupCommit(store.save, max_batch=8)
+    tasks = [new_task() for _ in range(3)]
+
+    with ThreadPoolExecutor(3) as pool:
+        leader, futures = submit_while_held(store, group, pool, tasks[0], tasks[1:])
+        group.close()
+        assert all(f.result() for f in [leader, *futures])
+
+    with pytest.raises(RuntimeError):
+        group.save(new_task())
+    assert store.versions == {t.id: 1 for t in tasks}
