@@ -22,7 +22,9 @@ class Authenticator(Protocol):
         ...
 
 
-def _tasks(request: Request) -> Tasks:
+# Dependencies are coroutines even when they only read app.state: FastAPI runs a plain def
+# dependency in its thread pool, a thread hop per request for nothing.
+async def _tasks(request: Request) -> Tasks:
     tasks: Tasks = request.app.state.tasks
     return tasks
 
