@@ -15,7 +15,7 @@ import asyncio
 import contextlib
 import threading
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Generic, Protocol
 
@@ -83,11 +83,19 @@ class GroupCommit(Generic[TAggregateID]):
     thread, as if there were no group commit at all.
     """
 
-    def __init__(self, save: SavesInOneTransaction[TAggregateID], *, max_batch: int = 256) -> None:
+    def __init__(
+        self,
+        save: SavesInOneTransaction[TAggregateID],
+        *,
+        max_batch: int = 256,
+        batched: Callable[[int], None] = lambda commands: None,
+    ) -> None:
         if max_batch < 1:
             raise ValueError("max_batch must be at least 1")
         self._save = save
         self._max_batch = max_batch
+        # Told the number of commands in each batch taken (a metric).
+        self._batched = batched
         self._lock = threading.Lock()
         self._queue: deque[_Command[TAggregateID]] = deque()
         self._saving = False
@@ -165,6 +173,7 @@ class GroupCommit(Generic[TAggregateID]):
                 if not batch:
                     self._saving = False
                     return
+            self._batched(len(batch))
             self._store(batch)
             _wake(batch)
 

@@ -11,7 +11,7 @@ from eventsourcing.persistence import IntegrityError, Recording
 from eventsourcing.utils import EnvType
 
 from commands.group_commit import GroupCommit
-from commands.metrics import count_appended, counted
+from commands.metrics import GROUP_COMMIT_BATCH, count_appended, counted
 from commands.written import Written
 from domain.errors import ConcurrentWrite, EmailTaken, InvalidResetToken, UserNotFound
 from domain.identity import EmailIndex, User, normalise_email
@@ -36,7 +36,11 @@ class Identity(Application[UUID]):
     def __init__(self, env: EnvType | None = None, *, group_commit_max: int = 1) -> None:
         super().__init__(env)
         # Concurrent commands share one transaction of up to this many; 1 saves each alone.
-        self.commits: GroupCommit[UUID] = GroupCommit(super().save, max_batch=group_commit_max)
+        self.commits: GroupCommit[UUID] = GroupCommit(
+            super().save,
+            max_batch=group_commit_max,
+            batched=GROUP_COMMIT_BATCH.labels(self.name).observe,
+        )
 
     def _notify(self, recordings: list[Recording[UUID]]) -> None:
         count_appended(self.name, recordings)

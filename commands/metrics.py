@@ -12,7 +12,7 @@ from functools import wraps
 from typing import Any, ParamSpec, TypeVar
 
 from eventsourcing.persistence import Recording
-from prometheus_client import Counter
+from prometheus_client import Counter, Histogram
 
 from domain.errors import DomainError
 
@@ -20,6 +20,12 @@ COMMANDS = Counter(
     "taskledger_commands_total",
     "Commands handled, by command and outcome (ok, the refusing domain error, or error).",
     ["command", "outcome"],
+)
+GROUP_COMMIT_BATCH = Histogram(
+    "taskledger_group_commit_commands",
+    "Commands stored together in one event-store transaction by the group commit.",
+    ["application"],
+    buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024),
 )
 EVENTS_APPENDED = Counter(
     "taskledger_events_appended_total",

@@ -19,8 +19,10 @@ from uuid import UUID, uuid4
 import pytest
 from eventsourcing.domain import DomainEventProtocol
 from eventsourcing.persistence import IntegrityError, Notification, Recording
+from prometheus_client import REGISTRY
 
 from commands.group_commit import GroupCommit
+from commands.tasks import Tasks
 from domain.meta import meta
 from domain.tasks import Task
 
@@ -119,14 +121,15 @@ def submit_while_held(
 
 def test_commands_that_arrive_during_a_save_share_the_next_one() -> None:
     store = FakeStore()
-    group: GroupCommit[UUID] = GroupCommit(store.save, max_batch=256)
+    batches: list[int] = []
+    group: GroupCommit[UUID] = GroupCommit(store.save, max_batch=256, batched=batches.append)
     tasks = [new_task(f"t{n}") for n in range(20)]
 
     with ThreadPoolExecutor(20) as pool:
         leader, futures = submit_while_held(store, group, pool, tasks[0], tasks[1:])
         results = [leader.result(), *(f.result() for f in futures)]
 
-    assert [len(s) for s in store.saves] == [1, 19]
+    assert [len(s) for s in store.saves] == batches == [1, 19]
     positions = []
     for task, recordings in zip(tasks, results, strict=True):
         assert [r.domain_event.originator_id for r in recordings] == [task.id]
@@ -317,3 +320,15 @@ def test_close_saves_what_is_queued_and_then_refuses() -> None:
     with pytest.raises(RuntimeError):
         group.save(new_task())
     assert store.versions == {t.id: 1 for t in tasks}
+
+
+def test_the_applications_count_commands_per_transaction() -> None:
+    tasks = Tasks(env={"PERSISTENCE_MODULE": "eventsourcing.popo"}, group_commit_max=8)
+    labels = {"application": "Tasks"}
+    before = REGISTRY.get_sample_value("taskledger_group_commit_commands_count", labels) or 0.0
+
+    tasks.create_task(owner_id=OWNER, title="counted", meta=META)
+
+    after = REGISTRY.get_sample_value("taskledger_group_commit_commands_count", labels)
+    assert after == before + 1
+    tasks.close()
