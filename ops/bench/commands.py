@@ -202,6 +202,8 @@ def main(
             "TASKLEDGER_EVENT_STORE_URL": db_url,
             "TASKLEDGER_REDIS_URL": redis_url,
             "TASKLEDGER_REDIS_PREFIX": prefix,
+            # serve api refuses to start without the secret every replica shares.
+            "TASKLEDGER_JWT_SECRET": "bench-secret-of-32-bytes-at-least-" + prefix,
             "TASKLEDGER_MONGO_URL": mongo_url_for(LOOPBACK, mongo_port, "bench"),
             "TASKLEDGER_LOG_LEVEL": "WARNING",
             # Every client registers from the loopback address; the limit is not measured.
