@@ -33,7 +33,7 @@ async def _current_user(request: Request, token: Annotated[str | None, Depends(b
     return user_id
 
 
-def _user_directory(request: Request) -> UserDirectory:
+async def _user_directory(request: Request) -> UserDirectory:
     directory: UserDirectory = request.app.state.user_directory
     return directory
 

@@ -26,7 +26,7 @@ router = APIRouter(prefix="/v1/tasks", tags=["tasks"])
 Label = Annotated[str, Field(min_length=1, max_length=50)]
 
 
-def _task_queries(request: Request) -> TaskQueries:
+async def _task_queries(request: Request) -> TaskQueries:
     queries: TaskQueries | None = request.app.state.task_queries
     if queries is None:  # the process was started without a document store
         raise Unavailable("document store")
