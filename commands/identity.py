@@ -6,12 +6,11 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from uuid import UUID, uuid4
 
-from eventsourcing.application import AggregateNotFoundError, Application
-from eventsourcing.persistence import IntegrityError, Recording
-from eventsourcing.utils import EnvType
+from eventsourcing.application import AggregateNotFoundError
+from eventsourcing.persistence import IntegrityError
 
-from commands.group_commit import GroupCommit
-from commands.metrics import GROUP_COMMIT_BATCH, count_appended, counted
+from commands.metrics import counted
+from commands.write_application import WriteApplication
 from commands.written import Written
 from domain.errors import ConcurrentWrite, EmailTaken, InvalidResetToken, UserNotFound
 from domain.identity import EmailIndex, User, normalise_email
@@ -30,24 +29,8 @@ class ResetRequest:
     written: Written
 
 
-class Identity(Application[UUID]):
+class Identity(WriteApplication):
     name = "Identity"
-
-    def __init__(self, env: EnvType | None = None, *, group_commit_max: int = 1) -> None:
-        super().__init__(env)
-        # Concurrent commands share one transaction of up to this many; 1 saves each alone.
-        self.commits: GroupCommit[UUID] = GroupCommit(
-            super().save,
-            max_batch=group_commit_max,
-            batched=GROUP_COMMIT_BATCH.labels(self.name).observe,
-        )
-
-    def _notify(self, recordings: list[Recording[UUID]]) -> None:
-        count_appended(self.name, recordings)
-
-    def close(self) -> None:
-        self.commits.close()
-        super().close()
 
     @counted("register")
     def register(self, *, email: str, display_name: str, password_hash: str, meta: Meta) -> Written:

@@ -7,12 +7,11 @@ from datetime import datetime
 from typing import Any, Required, TypedDict, Unpack
 from uuid import UUID
 
-from eventsourcing.application import AggregateNotFoundError, Application
-from eventsourcing.persistence import IntegrityError, Recording
-from eventsourcing.utils import EnvType
+from eventsourcing.application import AggregateNotFoundError
+from eventsourcing.persistence import IntegrityError
 
-from commands.group_commit import GroupCommit
-from commands.metrics import GROUP_COMMIT_BATCH, count_appended, counted, counting
+from commands.metrics import counted, counting
+from commands.write_application import WriteApplication
 from commands.written import Written
 from domain.errors import ConcurrentWrite, TaskNotFound, VersionMismatch
 from domain.meta import Meta
@@ -36,24 +35,8 @@ class NewTask(TypedDict, total=False):
     meta: Required[Meta]
 
 
-class Tasks(Application[UUID]):
+class Tasks(WriteApplication):
     name = "Tasks"
-
-    def __init__(self, env: EnvType | None = None, *, group_commit_max: int = 1) -> None:
-        super().__init__(env)
-        # Concurrent commands share one transaction of up to this many; 1 saves each alone.
-        self.commits: GroupCommit[UUID] = GroupCommit(
-            super().save,
-            max_batch=group_commit_max,
-            batched=GROUP_COMMIT_BATCH.labels(self.name).observe,
-        )
-
-    def _notify(self, recordings: list[Recording[UUID]]) -> None:
-        count_appended(self.name, recordings)
-
-    def close(self) -> None:
-        self.commits.close()
-        super().close()
 
     @counted("create_task")
     def create_task(self, **fields: Unpack[NewTask]) -> Written:
