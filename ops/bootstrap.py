@@ -17,6 +17,7 @@ from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
 
 from commands.auth.accounts import Accounts
+from commands.auth.devices import DeviceCookies, device_key
 from commands.auth.passwords import Argon2Hasher
 from commands.auth.rate_limits import AuthLimits
 from commands.auth.redis import RedisRateLimiter, RedisSessionStore
@@ -121,15 +122,18 @@ def build_auth(settings: Settings, identity: Identity, redis: Redis) -> Auth:
         sessions=sessions,
         limiter=RedisRateLimiter(redis, settings.redis_prefix),
         limits=AuthLimits(
-            login_per_account=settings.login_max_failures,
+            login_per_account_client=settings.login_max_failures,
             login_per_client=settings.login_max_failures_per_client,
             login_window=settings.login_failure_window,
+            login_account_free=settings.login_account_slowdown_after,
+            login_account_delay_cap=settings.login_account_delay_max,
             forgot_per_email=settings.forgot_password_max,
             forgot_per_client=settings.forgot_password_max_per_client,
             forgot_window=settings.forgot_password_window,
             register_per_client=settings.register_max_per_client,
             register_window=settings.register_window,
         ),
+        devices=DeviceCookies(device_key(secret), settings.login_device_ttl),
         reset_key=reset_key(secret),
         reset_ttl=timedelta(seconds=settings.reset_token_ttl),
     )

@@ -38,9 +38,16 @@ class Settings(BaseSettings):
     reset_url_base: str = "http://127.0.0.1:8000/reset-password"
     mail_from: str = "taskledger <no-reply@taskledger.localhost>"
 
+    # Login failures (README, Security): refused past these per (account, client address) and
+    # per client address; at the whole account only slowed, past login_account_slowdown_after,
+    # by a delay doubling per failure up to login_account_delay_max seconds. A device cookie
+    # (kept login_device_ttl seconds) exempts the owner's usual client from strangers' counts.
     login_max_failures: int = Field(default=5, ge=1)
     login_max_failures_per_client: int = Field(default=30, ge=1)
     login_failure_window: int = Field(default=900, ge=1)
+    login_account_slowdown_after: int = Field(default=100, ge=1)
+    login_account_delay_max: int = Field(default=900, ge=1, le=86_400)
+    login_device_ttl: int = Field(default=180 * 86_400, ge=60)
     forgot_password_max: int = Field(default=3, ge=1)
     forgot_password_max_per_client: int = Field(default=20, ge=1)
     forgot_password_window: int = Field(default=3600, ge=1)

@@ -5,19 +5,21 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TypeVar
 
 from anyio import CapacityLimiter
 from fastapi.concurrency import run_in_threadpool
 
+from commands.auth.devices import DeviceCookies
 from commands.auth.passwords import PasswordHasher
-from commands.auth.rate_limits import AuthLimits, RateLimiter
+from commands.auth.rate_limits import AuthLimits, Limit, RateLimiter, Slowdown, account_key
 from commands.auth.sessions import Sessions, TokenPair
 from commands.identity import Identity, ResetRequest
 from commands.metrics import counting
 from commands.written import Written
-from domain.errors import InvalidCredentials
+from domain.errors import InvalidCredentials, RateLimited
 from domain.identity import normalise_email
 from domain.meta import Meta, meta
 from domain.reset_tokens import verify_reset_token
@@ -31,6 +33,14 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
+@dataclass(frozen=True, slots=True)
+class LoggedIn:
+    tokens: TokenPair
+    # The device cookie to set: this client has now logged in to this account.
+    device_cookie: str
+    device_cookie_max_age: int
+
+
 class Accounts:
     """The event store (Identity) is blocking and argon2 is CPU-bound: both run off the loop."""
 
@@ -42,6 +52,7 @@ class Accounts:
         sessions: Sessions,
         limiter: RateLimiter,
         limits: AuthLimits,
+        devices: DeviceCookies,
         reset_key: bytes,
         reset_ttl: timedelta,
         clock: Callable[[], datetime] = _now,
@@ -52,6 +63,7 @@ class Accounts:
         self._sessions = sessions
         self._limiter = limiter
         self._limits = limits
+        self._devices = devices
         self._reset_key = reset_key
         self._reset_ttl = reset_ttl
         self._clock = clock
@@ -76,20 +88,44 @@ class Accounts:
             )
         )
 
-    async def login(self, *, email: str, password: str, client: str) -> TokenPair:
-        """Unknown email and wrong password fail alike, in time too; failures are throttled
-        per account and per client address."""
+    async def login(
+        self, *, email: str, password: str, client: str, device_cookie: str | None = None
+    ) -> LoggedIn:
+        """Unknown email and wrong password fail alike, in time too. Failures are refused per
+        (account, client address) and per client address; at the account as a whole they only
+        slow down, and a client with the account's device cookie is counted on its own."""
         with counting("login"):
             # One key per address, however it is spelt: changing the case of a letter must not
             # buy an attacker a fresh allowance of guesses.
-            return await self._login(normalise_email(email), password, client)
+            return await self._login(normalise_email(email), password, client, device_cookie)
 
-    async def _login(self, email: str, password: str, client: str) -> TokenPair:
-        account, by_client = self._limits.login(email, client)
+    async def _login(
+        self, email: str, password: str, client: str, device_cookie: str | None
+    ) -> LoggedIn:
+        account = account_key(email)
+        device = self._devices.device_for(device_cookie, account)
         # Every attempt is counted (atomically) before its password is checked, and one over
         # a limit is refused unchecked: concurrent guesses cannot all pass a check made before
         # any of them was counted.
-        await self._limiter.hit((account, by_client))
+        counted: tuple[Limit, ...]
+        slowdown: Slowdown | None = None
+        if device is not None:
+            # The owner's usual client: strangers' failures at the account or from the same
+            # address (a shared NAT) do not reach it; its own failures are limited all the same.
+            counted = (self._limits.device(device),)
+            await self._limiter.hit(counted)
+        else:
+            limits = self._limits.login(account, client)
+            counted = (limits.account_client, limits.client)
+            await self._limiter.hit(counted)
+            slowdown = limits.account
+            try:
+                await self._limiter.slow(slowdown)
+            except RateLimited:
+                # Refused before any check: not an attempt this client should pay for.
+                for limit in counted:
+                    await self._limiter.refund(limit)
+                raise
         user = await run_in_threadpool(self._identity.find_by_email, email)
         if user is None:
             valid = await self._argon2(lambda: self._hasher.verify_nobody(password))
@@ -99,12 +135,17 @@ class Accounts:
         if user is None or not valid:
             log.info("login failed", extra={"client": client})
             raise InvalidCredentials("email or password is wrong")
-        # A success forgives the account's failures; the client gets back only this attempt,
-        # so the client limit still counts failures, and an attacker with an account of their
-        # own cannot wipe their address's count by logging in.
-        await self._limiter.clear(account)
-        await self._limiter.refund(by_client)
-        return await self._sessions.open(user.id, user.version)
+        # A success forgives this client's failures at the account; the client's own count
+        # gets back only this attempt, so an attacker with an account of their own cannot wipe
+        # their address's count by logging in. The account-wide slowdown, likewise, gets back
+        # only this attempt: forgiving it all would restart an attack under way at full speed.
+        await self._limiter.clear(counted[0])
+        for limit in counted[1:]:
+            await self._limiter.refund(limit)
+        if slowdown is not None:
+            await self._limiter.refund(slowdown)
+        tokens = await self._sessions.open(user.id, user.version)
+        return LoggedIn(tokens, self._devices.issue(account, device), self._devices.ttl)
 
     async def throttle_reset_request(self, *, email: str, client: str) -> None:
         """Reset mails are limited per email and per client address, registered or not."""

@@ -8,7 +8,7 @@ import time
 from collections.abc import Callable, Sequence
 from uuid import UUID
 
-from commands.auth.rate_limits import Limit
+from commands.auth.rate_limits import Limit, Slowdown
 from commands.auth.sessions import Rotation, Session
 from domain.errors import RateLimited
 
@@ -69,6 +69,8 @@ class InMemoryRateLimiter:
         self._clock = clock
         # key -> (attempts, window end)
         self._counts: dict[str, tuple[int, float]] = {}
+        # key -> (attempts, last attempt, forgotten at)
+        self._slowdowns: dict[str, tuple[int, float, float]] = {}
 
     def _current(self, key: str) -> tuple[int, float] | None:
         entry = self._counts.get(key)
@@ -99,10 +101,24 @@ class InMemoryRateLimiter:
         if waits:
             raise RateLimited(max(waits))
 
-    async def clear(self, limit: Limit) -> None:
-        self._counts.pop(limit.key, None)
+    async def slow(self, slowdown: Slowdown) -> None:
+        now = self._clock()
+        attempts, last, forgotten = self._slowdowns.get(slowdown.key, (0, now, now))
+        if forgotten <= now:
+            attempts = 0
+        ready = last + slowdown.delay(attempts)
+        if attempts and now < ready:
+            raise RateLimited(self._retry_after(ready))
+        self._slowdowns[slowdown.key] = (attempts + 1, now, now + slowdown.ttl)
 
-    async def refund(self, limit: Limit) -> None:
+    async def clear(self, limit: Limit | Slowdown) -> None:
+        self._counts.pop(limit.key, None)
+        self._slowdowns.pop(limit.key, None)
+
+    async def refund(self, limit: Limit | Slowdown) -> None:
+        slowed = self._slowdowns.get(limit.key)
+        if slowed is not None and slowed[0] > 0:
+            self._slowdowns[limit.key] = (slowed[0] - 1, *slowed[1:])
         entry = self._current(limit.key)
         if entry is not None and entry[0] > 0:
             self._counts[limit.key] = (entry[0] - 1, entry[1])

@@ -7,12 +7,13 @@ of them stay on one slot under Redis Cluster.
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Sequence
 from uuid import UUID
 
 from redis.asyncio import Redis
 
-from commands.auth.rate_limits import Limit
+from commands.auth.rate_limits import Limit, Slowdown
 from commands.auth.sessions import Rotation, Session
 from domain.errors import RateLimited
 
@@ -65,10 +66,33 @@ end
 return {n, ttl}
 """
 
+# KEYS: slowdown hash. ARGV: now ms, free attempts, base ms, cap ms, ttl s. Returns 0 when the
+# attempt is counted, else the ms it must still wait (and counts nothing). Slowdown.delay's rule.
+_SLOW = """
+local n = tonumber(redis.call('HGET', KEYS[1], 'n') or '0')
+local now = tonumber(ARGV[1])
+local free = tonumber(ARGV[2])
+if n >= free then
+  local last = tonumber(redis.call('HGET', KEYS[1], 'last') or '0')
+  local wait = math.min(tonumber(ARGV[4]), tonumber(ARGV[3]) * 2 ^ math.min(n - free, 64))
+  if now < last + wait then return math.ceil(last + wait - now) end
+end
+redis.call('HSET', KEYS[1], 'n', n + 1, 'last', ARGV[1])
+redis.call('EXPIRE', KEYS[1], ARGV[5])
+return 0
+"""
+
 # KEYS: counter. Takes back one attempt; never below zero, never creates the counter.
 _REFUND = """
 local n = tonumber(redis.call('GET', KEYS[1]) or '0')
 if n > 0 then return redis.call('DECR', KEYS[1]) end
+return 0
+"""
+
+# KEYS: slowdown hash. Takes back one attempt; never below zero, never creates the hash.
+_REFUND_SLOWDOWN = """
+local n = tonumber(redis.call('HGET', KEYS[1], 'n') or '0')
+if n > 0 then return redis.call('HINCRBY', KEYS[1], 'n', -1) end
 return 0
 """
 
@@ -135,6 +159,8 @@ class RedisRateLimiter:
         self._prefix = prefix + "ratelimit:"
         self._hit = client.register_script(_HIT)
         self._refund = client.register_script(_REFUND)
+        self._refund_slowdown = client.register_script(_REFUND_SLOWDOWN)
+        self._slow = client.register_script(_SLOW)
 
     async def check(self, limits: Sequence[Limit]) -> None:
         async with self._client.pipeline(transaction=False) as pipe:
@@ -160,11 +186,30 @@ class RedisRateLimiter:
         if waits:
             raise RateLimited(max(waits))
 
-    async def clear(self, limit: Limit) -> None:
+    async def slow(self, slowdown: Slowdown) -> None:
+        # The application's clock, not the script's: servers keep time with NTP, and a script
+        # that reads TIME before writing is refused by older Redis (6.2, embedded).
+        wait = await self._slow(
+            keys=[self._prefix + slowdown.key],
+            args=[
+                int(time.time() * 1000),
+                slowdown.free,
+                int(slowdown.base * 1000),
+                slowdown.cap * 1000,
+                slowdown.ttl,
+            ],
+        )
+        if int(wait) > 0:
+            raise RateLimited(_seconds(int(wait)))
+
+    async def clear(self, limit: Limit | Slowdown) -> None:
         await self._client.delete(self._prefix + limit.key)
 
-    async def refund(self, limit: Limit) -> None:
-        await self._refund(keys=[self._prefix + limit.key])
+    async def refund(self, limit: Limit | Slowdown) -> None:
+        if isinstance(limit, Slowdown):
+            await self._refund_slowdown(keys=[self._prefix + limit.key])
+        else:
+            await self._refund(keys=[self._prefix + limit.key])
 
 
 def _seconds(milliseconds: int) -> int:

@@ -24,7 +24,8 @@ from pydantic import (
 )
 from pydantic.networks import validate_email
 
-from commands.auth.accounts import Accounts
+from commands.auth.accounts import Accounts, LoggedIn
+from commands.auth.devices import DEVICE_COOKIE
 from commands.auth.sessions import TokenPair
 from commands.http.deps import bearer, remember_write, request_meta
 from commands.identity import Identity
@@ -159,13 +160,32 @@ async def register(body: Register, accounts: AccountsApp, request: Request) -> R
     return Registered(id=written.id)
 
 
-@router.post("/login", response_model=Tokens, responses={**_UNAUTHORIZED, **_LIMITED})
-async def login(body: Login, accounts: AccountsApp, request: Request) -> Tokens:
-    """Log in; an unknown email and a wrong password get the same answer."""
-    pair = await accounts.login(
-        email=body.email, password=body.password.get_secret_value(), client=_client(request)
+def _logged_in(logged_in: LoggedIn, request: Request, response: Response) -> Tokens:
+    # HttpOnly and only sent back to /v1/auth: no script and no other route ever sees it.
+    response.set_cookie(
+        DEVICE_COOKIE,
+        logged_in.device_cookie,
+        max_age=logged_in.device_cookie_max_age,
+        path=router.prefix,
+        secure=request.url.scheme == "https",
+        httponly=True,
+        samesite="strict",
     )
-    return Tokens.of(pair)
+    return Tokens.of(logged_in.tokens)
+
+
+@router.post("/login", response_model=Tokens, responses={**_UNAUTHORIZED, **_LIMITED})
+async def login(body: Login, accounts: AccountsApp, request: Request, response: Response) -> Tokens:
+    """Log in; an unknown email and a wrong password get the same answer. Failures are
+    throttled per client without locking the account; the device cookie set on success keeps
+    this client's logins apart from strangers' failures at the account."""
+    logged_in = await accounts.login(
+        email=body.email,
+        password=body.password.get_secret_value(),
+        client=_client(request),
+        device_cookie=request.cookies.get(DEVICE_COOKIE),
+    )
+    return _logged_in(logged_in, request, response)
 
 
 @router.post("/token", response_model=Tokens, responses={**_UNAUTHORIZED, **_LIMITED})
@@ -173,12 +193,16 @@ async def token(
     form: Annotated[OAuth2PasswordRequestForm, Depends()],
     accounts: AccountsApp,
     request: Request,
+    response: Response,
 ) -> Tokens:
     """Log in with the OAuth2 password form (username is the email), as /login does."""
-    pair = await accounts.login(
-        email=form.username, password=form.password, client=_client(request)
+    logged_in = await accounts.login(
+        email=form.username,
+        password=form.password,
+        client=_client(request),
+        device_cookie=request.cookies.get(DEVICE_COOKIE),
     )
-    return Tokens.of(pair)
+    return _logged_in(logged_in, request, response)
 
 
 @router.post("/refresh", response_model=Tokens, responses=_UNAUTHORIZED)

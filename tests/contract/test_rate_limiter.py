@@ -10,7 +10,7 @@ import pytest
 from redis.asyncio import Redis
 
 from commands.auth.memory import InMemoryRateLimiter
-from commands.auth.rate_limits import Limit, RateLimiter
+from commands.auth.rate_limits import Limit, RateLimiter, Slowdown
 from commands.auth.redis import RedisRateLimiter
 from domain.errors import RateLimited
 
@@ -111,3 +111,54 @@ async def test_concurrent_hits_are_all_counted(limiter: RateLimiter) -> None:
         *(limiter.hit([limit]) for _ in range(25)), return_exceptions=True
     )
     assert sum(isinstance(r, RateLimited) for r in results) == 15
+
+
+# --- slowdowns: delay, never refuse for good -------------------------------------------------
+
+
+async def test_a_slowdown_lets_the_free_attempts_through_then_asks_to_wait(
+    limiter: RateLimiter,
+) -> None:
+    slowdown = Slowdown("s", free=3, base=30, cap=600, window=60)
+    for _ in range(3):
+        await limiter.slow(slowdown)
+    with pytest.raises(RateLimited) as slowed:
+        await limiter.slow(slowdown)
+    assert 29 <= slowed.value.retry_after <= 30
+    # A refused attempt counts nothing: the wait does not grow while the caller is refused.
+    with pytest.raises(RateLimited) as again:
+        await limiter.slow(slowdown)
+    assert again.value.retry_after <= 30
+
+
+async def test_each_attempt_past_the_free_ones_doubles_the_delay(limiter: RateLimiter) -> None:
+    slowdown = Slowdown("s", free=1, base=0.2, cap=600, window=60)
+    await limiter.slow(slowdown)
+    for waited in (0.2, 0.4, 0.8):
+        with pytest.raises(RateLimited):
+            await limiter.slow(slowdown)
+        await asyncio.sleep(waited + 0.05)
+        await limiter.slow(slowdown)
+    with pytest.raises(RateLimited) as slowed:
+        await limiter.slow(slowdown)
+    assert slowed.value.retry_after == 2  # 1.6 s, rounded up
+
+
+async def test_a_slowdown_is_capped_and_cleared(limiter: RateLimiter) -> None:
+    slowdown = Slowdown("s", free=1, base=1000, cap=5, window=60)
+    await limiter.slow(slowdown)
+    with pytest.raises(RateLimited) as slowed:
+        await limiter.slow(slowdown)
+    assert 4 <= slowed.value.retry_after <= 5
+    await limiter.clear(slowdown)
+    await limiter.slow(slowdown)
+
+
+async def test_a_refund_takes_back_one_slowed_attempt(limiter: RateLimiter) -> None:
+    slowdown = Slowdown("s", free=2, base=30, cap=600, window=60)
+    await limiter.slow(slowdown)
+    await limiter.slow(slowdown)
+    await limiter.refund(slowdown)
+    await limiter.slow(slowdown)
+    with pytest.raises(RateLimited):
+        await limiter.slow(slowdown)

@@ -14,10 +14,11 @@ import pytest
 from prometheus_client import REGISTRY
 
 from commands.auth.accounts import Accounts
+from commands.auth.devices import DeviceCookies
 from commands.auth.memory import InMemoryRateLimiter, InMemorySessionStore
 from commands.auth.passwords import Argon2Hasher, PasswordHasher
 from commands.auth.rate_limits import AuthLimits
-from commands.auth.sessions import Sessions
+from commands.auth.sessions import Sessions, TokenPair
 from commands.auth.tokens import JwtTokens, signing_key
 from commands.identity import Identity
 from domain.errors import (
@@ -74,6 +75,8 @@ class World:
     identity: Identity
     clock: Clock
     hasher: CountingHasher
+    # The device cookie of the last successful login.
+    device_cookie: str | None = None
 
     async def register(self, email: str = "ann@example.com", client: str = "c") -> UUID:
         written = await self.accounts.register(
@@ -84,6 +87,15 @@ class World:
             meta=meta(None, "test"),
         )
         return written.id
+
+    async def login(
+        self, *, email: str, password: str, client: str, device_cookie: str | None = None
+    ) -> TokenPair:
+        logged_in = await self.accounts.login(
+            email=email, password=password, client=client, device_cookie=device_cookie
+        )
+        self.device_cookie = logged_in.device_cookie
+        return logged_in.tokens
 
 
 class SlowHasher:
@@ -138,15 +150,18 @@ def _accounts(
         sessions=sessions or _sessions(clock),
         limiter=InMemoryRateLimiter(clock=clock.seconds),
         limits=AuthLimits(
-            login_per_account=3,
+            login_per_account_client=3,
             login_per_client=5,
             login_window=60,
+            login_account_free=8,
+            login_account_delay_cap=300,
             forgot_per_email=2,
             forgot_per_client=10,
             forgot_window=60,
             register_per_client=3,
             register_window=60,
         ),
+        devices=DeviceCookies(b"device-key", 3600, clock=clock.seconds),
         reset_key=reset_key(SECRET),
         reset_ttl=timedelta(minutes=30),
         clock=clock,
@@ -171,7 +186,7 @@ async def _reset_token(world: World, email: str) -> str:
 
 async def test_a_registered_user_logs_in_with_any_case_of_the_email(world: World) -> None:
     user = await world.register("Ann@Example.com")
-    pair = await world.accounts.login(email="ANN@example.COM", password=PASSWORD, client="c")
+    pair = await world.login(email="ANN@example.COM", password=PASSWORD, client="c")
     assert await world.sessions.user_for(pair.access_token) == user
 
 
@@ -179,7 +194,7 @@ async def test_one_address_in_any_unicode_form_is_one_account(world: World) -> N
     # Accents typed as one code point or as a letter and a combining mark are one address.
     user = await world.register(unicodedata.normalize("NFD", "Zoë@Example.com"))
     composed = unicodedata.normalize("NFC", "zoë@example.com")
-    pair = await world.accounts.login(email=composed, password=PASSWORD, client="c")
+    pair = await world.login(email=composed, password=PASSWORD, client="c")
     assert await world.sessions.user_for(pair.access_token) == user
     requested = await world.accounts.request_reset(email=composed, meta=meta(None, "test"))
     assert requested is not None
@@ -230,72 +245,145 @@ async def test_at_most_hashing_slots_argon2_runs_at_once() -> None:
 async def test_wrong_password_and_unknown_email_fail_alike(world: World) -> None:
     await world.register()
     with pytest.raises(InvalidCredentials) as wrong:
-        await world.accounts.login(email="ann@example.com", password="nope", client="c")
+        await world.login(email="ann@example.com", password="nope", client="c")
     with pytest.raises(InvalidCredentials) as unknown:
-        await world.accounts.login(email="bob@example.com", password="nope", client="c")
+        await world.login(email="bob@example.com", password="nope", client="c")
     assert str(wrong.value) == str(unknown.value)
 
 
-async def test_failures_lock_the_account_until_the_window_ends(world: World) -> None:
+async def test_failures_are_refused_per_account_and_client_not_for_the_account(
+    world: World,
+) -> None:
     await world.register()
     # Every spelling of the address counts against the one account.
     for spelling in ("ann@example.com", "ANN@example.com", " Ann@Example.COM "):
         with pytest.raises(InvalidCredentials):
-            await world.accounts.login(email=spelling, password="nope", client="c1")
-    # Even the right password, from another address: the account itself is throttled.
+            await world.login(email=spelling, password="nope", client="c1")
+    # That client is refused, even with the right password, until the window ends...
     with pytest.raises(RateLimited) as limited:
-        await world.accounts.login(email="ann@example.com", password=PASSWORD, client="c2")
+        await world.login(email="ann@example.com", password=PASSWORD, client="c1")
     assert 1 <= limited.value.retry_after <= 60
+    # ...but the account is not locked: the owner elsewhere logs in.
+    assert await world.login(email="ann@example.com", password=PASSWORD, client="c2")
     world.clock.now += timedelta(seconds=61)
-    assert await world.accounts.login(email="ann@example.com", password=PASSWORD, client="c2")
+    assert await world.login(email="ann@example.com", password=PASSWORD, client="c1")
 
 
 async def test_unknown_emails_are_throttled_like_registered_ones(world: World) -> None:
     for _ in range(3):
         with pytest.raises(InvalidCredentials):
-            await world.accounts.login(email="bob@example.com", password="nope", client="c1")
+            await world.login(email="bob@example.com", password="nope", client="c1")
     with pytest.raises(RateLimited):
-        await world.accounts.login(email="bob@example.com", password="nope", client="c2")
+        await world.login(email="bob@example.com", password="nope", client="c1")
+
+
+async def _fail_from_many_clients(world: World, count: int, start: int = 0) -> None:
+    for n in range(start, start + count):
+        with pytest.raises(InvalidCredentials):
+            await world.login(email="ann@example.com", password="nope", client=f"x{n}")
+
+
+async def test_many_clients_failures_slow_the_account_exponentially(world: World) -> None:
+    await world.register()
+    await _fail_from_many_clients(world, 8)  # login_account_free
+    waits = []
+    for n in range(10):
+        with pytest.raises(RateLimited) as slowed:
+            await world.login(email="ann@example.com", password="nope", client=f"y{n}")
+        waits.append(slowed.value.retry_after)
+        world.clock.now += timedelta(seconds=slowed.value.retry_after)
+        with pytest.raises(InvalidCredentials):
+            await world.login(email="ann@example.com", password="nope", client=f"y{n}")
+    assert waits == [1, 2, 4, 8, 16, 32, 64, 128, 256, 300]  # doubling, up to the cap
+    # Slowed, never refused: the owner from a new client gets in once the delay has passed.
+    with pytest.raises(RateLimited) as slowed:
+        await world.login(email="ann@example.com", password=PASSWORD, client="new")
+    world.clock.now += timedelta(seconds=slowed.value.retry_after)
+    assert await world.login(email="ann@example.com", password=PASSWORD, client="new")
+
+
+async def test_strangers_failures_do_not_keep_the_owners_device_out(world: World) -> None:
+    await world.register()
+    await world.login(email="ann@example.com", password=PASSWORD, client="home")
+    device = world.device_cookie
+    await _fail_from_many_clients(world, 8)
+    # Strangers at the owner's own address (a shared NAT) use up its allowances too.
+    for n in range(5):
+        with pytest.raises(InvalidCredentials):
+            await world.login(email=f"u{n}@example.com", password="nope", client="home")
+    with pytest.raises(RateLimited):
+        await world.login(email="ann@example.com", password=PASSWORD, client="home")
+    assert await world.login(
+        email="ann@example.com", password=PASSWORD, client="home", device_cookie=device
+    )
+
+
+async def test_a_device_cookie_is_limited_on_its_own_and_only_for_its_account(
+    world: World,
+) -> None:
+    await world.register()
+    await world.register("bob@example.com", client="c9")
+    await world.login(email="ann@example.com", password=PASSWORD, client="home")
+    device = world.device_cookie
+    for _ in range(3):
+        with pytest.raises(InvalidCredentials):
+            await world.login(
+                email="ann@example.com", password="nope", client="home", device_cookie=device
+            )
+    with pytest.raises(RateLimited):
+        await world.login(
+            email="ann@example.com", password=PASSWORD, client="home", device_cookie=device
+        )
+    # Ann's cookie is nothing to Bob's account: the usual per-client counts apply.
+    for _ in range(3):
+        with pytest.raises(InvalidCredentials):
+            await world.login(
+                email="bob@example.com", password="nope", client="far", device_cookie=device
+            )
+    with pytest.raises(RateLimited):
+        await world.login(
+            email="bob@example.com", password=PASSWORD, client="far", device_cookie=device
+        )
 
 
 async def test_failures_from_one_address_across_accounts_are_throttled(world: World) -> None:
     await world.register()
     for n in range(5):
         with pytest.raises(InvalidCredentials):
-            await world.accounts.login(email=f"u{n}@example.com", password="x", client="c1")
+            await world.login(email=f"u{n}@example.com", password="x", client="c1")
     with pytest.raises(RateLimited):
-        await world.accounts.login(email="ann@example.com", password=PASSWORD, client="c1")
+        await world.login(email="ann@example.com", password=PASSWORD, client="c1")
     # Another address is not affected.
-    assert await world.accounts.login(email="ann@example.com", password=PASSWORD, client="c2")
+    assert await world.login(email="ann@example.com", password=PASSWORD, client="c2")
 
 
 async def test_a_success_forgives_the_accounts_failures(world: World) -> None:
     await world.register()
     for _ in range(2):
         with pytest.raises(InvalidCredentials):
-            await world.accounts.login(email="ann@example.com", password="nope", client="c")
-    await world.accounts.login(email="ann@example.com", password=PASSWORD, client="c")
+            await world.login(email="ann@example.com", password="nope", client="c")
+    await world.login(email="ann@example.com", password=PASSWORD, client="c")
     for _ in range(2):
         with pytest.raises(InvalidCredentials):
-            await world.accounts.login(email="ann@example.com", password="nope", client="c")
-    assert await world.accounts.login(email="ann@example.com", password=PASSWORD, client="c")
+            await world.login(email="ann@example.com", password="nope", client="c")
+    assert await world.login(email="ann@example.com", password=PASSWORD, client="c")
 
 
 async def test_concurrent_guesses_past_the_limit_are_refused_unchecked(world: World) -> None:
     await world.register()
-    # Twelve wrong guesses and, last, the right password, all at once: every one would pass a
-    # check made before any of them was counted.
+    # Twelve wrong guesses and, last, the right password, all at once from one client: every
+    # one would pass a check made before any of them was counted.
     passwords = [f"guess {n}" for n in range(12)] + [PASSWORD]
     verified = world.hasher.verified
     outcomes = await asyncio.gather(
         *(
-            world.accounts.login(email="ann@example.com", password=password, client=f"c{n}")
-            for n, password in enumerate(passwords)
+            world.login(email="ann@example.com", password=password, client="c")
+            for password in passwords
         ),
         return_exceptions=True,
     )
     refused = [type(outcome) for outcome in outcomes]
-    assert refused.count(InvalidCredentials) == 3  # login_per_account
+    assert refused.count(InvalidCredentials) == 3  # login_per_account_client
     assert refused.count(RateLimited) == 10  # the right password too: it came too late
     assert world.hasher.verified - verified == 3
 
@@ -304,10 +392,7 @@ async def test_concurrent_guesses_from_one_client_get_no_more_401s_than_its_limi
     world: World,
 ) -> None:
     guesses = await asyncio.gather(
-        *(
-            world.accounts.login(email=f"u{n}@example.com", password="guess", client="c1")
-            for n in range(12)
-        ),
+        *(world.login(email=f"u{n}@example.com", password="guess", client="c1") for n in range(12)),
         return_exceptions=True,
     )
     refused = [type(outcome) for outcome in guesses]
@@ -318,17 +403,17 @@ async def test_concurrent_guesses_from_one_client_get_no_more_401s_than_its_limi
 async def test_successful_logins_do_not_use_up_the_clients_allowance(world: World) -> None:
     await world.register()
     for _ in range(8):  # more than login_per_client
-        assert await world.accounts.login(email="ann@example.com", password=PASSWORD, client="c")
+        assert await world.login(email="ann@example.com", password=PASSWORD, client="c")
     for n in range(5):
         with pytest.raises(InvalidCredentials):
-            await world.accounts.login(email=f"u{n}@example.com", password="x", client="c")
+            await world.login(email=f"u{n}@example.com", password="x", client="c")
     with pytest.raises(RateLimited):
-        await world.accounts.login(email="ann@example.com", password=PASSWORD, client="c")
+        await world.login(email="ann@example.com", password=PASSWORD, client="c")
 
 
 async def test_refresh_rotates_and_reuse_revokes_the_session(world: World) -> None:
     await world.register()
-    first = await world.accounts.login(email="ann@example.com", password=PASSWORD, client="c")
+    first = await world.login(email="ann@example.com", password=PASSWORD, client="c")
     second = await world.accounts.refresh(first.refresh_token)
     assert await world.sessions.user_for(second.access_token)
     with pytest.raises(Unauthenticated):
@@ -343,8 +428,8 @@ async def test_refresh_rotates_and_reuse_revokes_the_session(world: World) -> No
 
 async def test_logout_ends_access_and_refresh_together(world: World) -> None:
     await world.register()
-    pair = await world.accounts.login(email="ann@example.com", password=PASSWORD, client="c")
-    other = await world.accounts.login(email="ann@example.com", password=PASSWORD, client="c")
+    pair = await world.login(email="ann@example.com", password=PASSWORD, client="c")
+    other = await world.login(email="ann@example.com", password=PASSWORD, client="c")
     await world.accounts.logout(pair.access_token)
     with pytest.raises(Unauthenticated):
         await world.sessions.user_for(pair.access_token)
@@ -357,8 +442,7 @@ async def test_logout_ends_access_and_refresh_together(world: World) -> None:
 async def test_a_reset_works_once_and_revokes_every_session(world: World) -> None:
     user = await world.register()
     sessions = [
-        await world.accounts.login(email="ann@example.com", password=PASSWORD, client="c")
-        for _ in range(2)
+        await world.login(email="ann@example.com", password=PASSWORD, client="c") for _ in range(2)
     ]
     token = await _reset_token(world, "ann@example.com")
     written = await world.accounts.reset_password(
@@ -373,10 +457,8 @@ async def test_a_reset_works_once_and_revokes_every_session(world: World) -> Non
             token=token, new_password="again a password", meta=meta(None, "test")
         )
     with pytest.raises(InvalidCredentials):
-        await world.accounts.login(email="ann@example.com", password=PASSWORD, client="c")
-    assert await world.accounts.login(
-        email="ann@example.com", password="a new password", client="c"
-    )
+        await world.login(email="ann@example.com", password=PASSWORD, client="c")
+    assert await world.login(email="ann@example.com", password="a new password", client="c")
 
 
 async def test_the_reset_is_recorded_as_done_by_the_user(world: World) -> None:
@@ -451,9 +533,7 @@ async def test_a_spent_reset_token_logs_nobody_out(world: World) -> None:
     await world.accounts.reset_password(
         token=token, new_password="a new password", meta=meta(None, "test")
     )
-    pair = await world.accounts.login(
-        email="ann@example.com", password="a new password", client="c"
-    )
+    pair = await world.login(email="ann@example.com", password="a new password", client="c")
     with pytest.raises(InvalidResetToken):
         await world.accounts.reset_password(
             token=token, new_password="another password", meta=meta(None, "test")
@@ -470,7 +550,7 @@ async def test_logins_are_counted_by_outcome(world: World) -> None:
 
     ok, refused = count("ok"), count("InvalidCredentials")
     await world.register()
-    await world.accounts.login(email="ann@example.com", password=PASSWORD, client="c")
+    await world.login(email="ann@example.com", password=PASSWORD, client="c")
     with pytest.raises(InvalidCredentials):
-        await world.accounts.login(email="ann@example.com", password="nope", client="c")
+        await world.login(email="ann@example.com", password="nope", client="c")
     assert (count("ok"), count("InvalidCredentials")) == (ok + 1, refused + 1)
