@@ -19,6 +19,10 @@ class UserNotFound(NotFound):
     pass
 
 
+class SessionNotFound(NotFound):
+    """No such session of the caller's: ended, expired, or someone else's."""
+
+
 class EmailTaken(DomainError):
     """Another account already uses this email (case-insensitive)."""
 

@@ -13,6 +13,7 @@ from pymongo import AsyncMongoClient
 from redis.asyncio import Redis
 
 from commands.http import auth as auth_commands
+from commands.http import sessions as session_commands
 from commands.http import tasks as task_commands
 from ops import health
 from ops.audit import open_audit_logs
@@ -77,6 +78,7 @@ def build_api(settings: Settings, routes: Routes = "all") -> FastAPI:
             auth = build_auth(settings, write_side.identity, redis)
             app.state.accounts = auth.accounts
             app.state.authenticator = auth.sessions
+            app.state.sessions = auth.sessions
             # The Identity store answers for users the users projection has not reached yet.
             event_store_users = EventStoreUserDirectory(write_side.identity)
             query_side = await stack.enter_async_context(
@@ -124,6 +126,7 @@ def build_api(settings: Settings, routes: Routes = "all") -> FastAPI:
     if routes in ("auth", "all"):
         app.include_router(auth_commands.router)
         app.include_router(user_queries.router)
+        app.include_router(session_commands.router)
     if routes in ("tasks", "all"):
         app.include_router(task_commands.router)
         app.include_router(task_queries.router)

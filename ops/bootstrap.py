@@ -113,7 +113,12 @@ def build_auth(settings: Settings, identity: Identity, redis: Redis) -> Auth:
         access_ttl=settings.access_token_ttl,
         refresh_ttl=settings.refresh_token_ttl,
     )
-    sessions = Sessions(tokens, RedisSessionStore(redis, settings.redis_prefix))
+    sessions = Sessions(
+        tokens,
+        RedisSessionStore(redis, settings.redis_prefix),
+        idle_timeout=settings.session_idle_timeout,
+        lifetime=settings.session_lifetime,
+    )
     accounts = Accounts(
         identity=identity,
         hasher=Argon2Hasher(

@@ -34,6 +34,10 @@ class Settings(BaseSettings):
     jwt_algorithm: Literal["HS256", "HS384", "HS512"] = "HS256"
     access_token_ttl: int = Field(default=900, ge=30, le=86_400)
     refresh_token_ttl: int = Field(default=14 * 86_400, ge=60)
+    # A session ends when unused (not refreshed) for session_idle_timeout seconds, and in any
+    # case session_lifetime seconds after its login: no refresh reaches past that (ASVS 3.3).
+    session_idle_timeout: int = Field(default=7 * 86_400, ge=1)
+    session_lifetime: int = Field(default=30 * 86_400, ge=1)
     reset_token_ttl: int = Field(default=1800, ge=60, le=86_400)
     reset_url_base: str = "http://127.0.0.1:8000/reset-password"
     mail_from: str = "taskledger <no-reply@taskledger.localhost>"

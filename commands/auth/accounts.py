@@ -89,7 +89,13 @@ class Accounts:
         )
 
     async def login(
-        self, *, email: str, password: str, client: str, device_cookie: str | None = None
+        self,
+        *,
+        email: str,
+        password: str,
+        client: str,
+        device_cookie: str | None = None,
+        user_agent: str = "",
     ) -> LoggedIn:
         """Unknown email and wrong password fail alike, in time too. Failures are refused per
         (account, client address) and per client address; at the account as a whole they only
@@ -97,10 +103,12 @@ class Accounts:
         with counting("login"):
             # One key per address, however it is spelt: changing the case of a letter must not
             # buy an attacker a fresh allowance of guesses.
-            return await self._login(normalise_email(email), password, client, device_cookie)
+            return await self._login(
+                normalise_email(email), password, client, device_cookie, user_agent
+            )
 
     async def _login(
-        self, email: str, password: str, client: str, device_cookie: str | None
+        self, email: str, password: str, client: str, device_cookie: str | None, user_agent: str
     ) -> LoggedIn:
         account = account_key(email)
         device = self._devices.device_for(device_cookie, account)
@@ -144,7 +152,9 @@ class Accounts:
             await self._limiter.refund(limit)
         if slowdown is not None:
             await self._limiter.refund(slowdown)
-        tokens = await self._sessions.open(user.id, user.version)
+        tokens = await self._sessions.open(
+            user.id, user.version, client=client, user_agent=user_agent
+        )
         return LoggedIn(tokens, self._devices.issue(account, device), self._devices.ttl)
 
     async def throttle_reset_request(self, *, email: str, client: str) -> None:

@@ -14,33 +14,45 @@ from uuid import UUID
 from redis.asyncio import Redis
 
 from commands.auth.rate_limits import Limit, Slowdown
-from commands.auth.sessions import Rotation, Session
+from commands.auth.sessions import Rotation, Session, SessionRecord
 from domain.errors import RateLimited
 
-# KEYS: session, user's session set, user's floor. ARGV: refresh id, ttl, user version, sid.
+# KEYS: session, user's session set, user's floor. ARGV: refresh id, ttl, user version, sid,
+# created, ends, client, user agent. The set lives as long as its longest-lived session.
 _OPEN = """
 local floor = tonumber(redis.call('GET', KEYS[3]) or '-1')
 if tonumber(ARGV[3]) < floor then return 0 end
-redis.call('HSET', KEYS[1], 'refresh', ARGV[1])
+redis.call('HSET', KEYS[1], 'refresh', ARGV[1], 'created', ARGV[5], 'used', ARGV[5],
+  'ends', ARGV[6], 'client', ARGV[7], 'agent', ARGV[8])
 redis.call('EXPIRE', KEYS[1], ARGV[2])
 redis.call('SADD', KEYS[2], ARGV[4])
-redis.call('EXPIRE', KEYS[2], ARGV[2])
+if redis.call('TTL', KEYS[2]) < tonumber(ARGV[2]) then redis.call('EXPIRE', KEYS[2], ARGV[2]) end
 return 1
 """
 
-# KEYS: session, user's session set. ARGV: spent id, replacement id, ttl, sid.
+# KEYS: session, user's session set. ARGV: spent id, replacement id, now, sid, idle.
+# Returns {outcome, the session's end}. A session opened before sessions had an end gets one
+# an idle timeout away.
 _ROTATE = """
 local current = redis.call('HGET', KEYS[1], 'refresh')
-if not current then return 0 end
+if not current then return {0, 0} end
 if current ~= ARGV[1] then
   redis.call('DEL', KEYS[1])
   redis.call('SREM', KEYS[2], ARGV[4])
-  return -1
+  return {-1, 0}
 end
-redis.call('HSET', KEYS[1], 'refresh', ARGV[2])
-redis.call('EXPIRE', KEYS[1], ARGV[3])
-redis.call('EXPIRE', KEYS[2], ARGV[3])
-return 1
+local now = tonumber(ARGV[3])
+local ends = tonumber(redis.call('HGET', KEYS[1], 'ends') or (now + tonumber(ARGV[5])))
+local ttl = math.min(tonumber(ARGV[5]), ends - now)
+if ttl <= 0 then
+  redis.call('DEL', KEYS[1])
+  redis.call('SREM', KEYS[2], ARGV[4])
+  return {0, 0}
+end
+redis.call('HSET', KEYS[1], 'refresh', ARGV[2], 'used', ARGV[3], 'ends', ends)
+redis.call('EXPIRE', KEYS[1], ttl)
+if redis.call('TTL', KEYS[2]) < ttl then redis.call('EXPIRE', KEYS[2], ttl) end
+return {1, ends}
 """
 
 # KEYS: user's session set, user's floor. ARGV: session key prefix, before version, ttl.
@@ -113,7 +125,7 @@ class RedisSessionStore:
     def _session(self, user_id: UUID, session_id: str) -> str:
         return f"{self._user(user_id)}session:{session_id}"
 
-    async def open(self, session: Session, ttl: int) -> bool:
+    async def open(self, session: Session, idle: int) -> bool:
         user = self._user(session.user_id)
         opened = await self._open(
             keys=[
@@ -121,27 +133,63 @@ class RedisSessionStore:
                 user + "sessions",
                 user + "floor",
             ],
-            args=[session.refresh_id, ttl, session.user_version, session.session_id],
+            args=[
+                session.refresh_id,
+                min(idle, session.ends_at - session.created_at),
+                session.user_version,
+                session.session_id,
+                session.created_at,
+                session.ends_at,
+                session.client,
+                session.user_agent,
+            ],
         )
         return bool(int(opened))
 
     async def rotate(
-        self, user_id: UUID, session_id: str, spent: str, replacement: str, ttl: int
-    ) -> Rotation:
-        outcome = await self._rotate(
+        self, user_id: UUID, session_id: str, spent: str, replacement: str, *, now: int, idle: int
+    ) -> tuple[Rotation, int]:
+        outcome, ends = await self._rotate(
             keys=[self._session(user_id, session_id), self._user(user_id) + "sessions"],
-            args=[spent, replacement, ttl, session_id],
+            args=[spent, replacement, now, session_id, idle],
         )
-        return _ROTATIONS[int(outcome)]
+        return _ROTATIONS[int(outcome)], int(ends)
 
     async def is_active(self, user_id: UUID, session_id: str) -> bool:
         return bool(await self._client.exists(self._session(user_id, session_id)))
 
-    async def revoke(self, user_id: UUID, session_id: str) -> None:
+    async def revoke(self, user_id: UUID, session_id: str) -> bool:
         async with self._client.pipeline(transaction=True) as pipe:
             pipe.delete(self._session(user_id, session_id))
             pipe.srem(self._user(user_id) + "sessions", session_id)
-            await pipe.execute()
+            deleted, _ = await pipe.execute()
+        return bool(deleted)
+
+    async def sessions(self, user_id: UUID) -> Sequence[SessionRecord]:
+        members = await self._client.smembers(self._user(user_id) + "sessions")
+        sids = sorted(m.decode() if isinstance(m, bytes) else str(m) for m in members)
+        async with self._client.pipeline(transaction=False) as pipe:
+            for sid in sids:
+                pipe.hgetall(self._session(user_id, sid))
+            fields = await pipe.execute()
+        records, gone = [], []
+        for sid, session in zip(sids, fields, strict=True):
+            if not session:  # expired: the set keeps members until it expires itself
+                gone.append(sid)
+                continue
+            created = int(session.get(b"created", b"0"))
+            records.append(
+                SessionRecord(
+                    sid,
+                    created,
+                    int(session.get(b"used", created)),
+                    session.get(b"client", b"").decode(),
+                    session.get(b"agent", b"").decode(errors="replace"),
+                )
+            )
+        if gone:
+            await self._client.srem(self._user(user_id) + "sessions", *gone)
+        return records
 
     async def revoke_all(self, user_id: UUID, *, before_version: int, ttl: int) -> None:
         user = self._user(user_id)

@@ -74,10 +74,22 @@ class JwtTokens:
     def ttl(self, kind: Kind) -> int:
         return self._ttl[kind]
 
-    def issue(self, kind: Kind, user_id: UUID, session_id: str) -> Issued:
+    def issue(
+        self,
+        kind: Kind,
+        user_id: UUID,
+        session_id: str,
+        *,
+        token_id: str | None = None,
+        not_after: int | None = None,
+    ) -> Issued:
+        """A token of the kind's lifetime, cut short at ``not_after`` (the session's end)."""
         now = int(self._clock())
+        expires = now + self._ttl[kind]
+        if not_after is not None:
+            expires = min(expires, not_after)
         claims = Claims(
-            user_id, session_id, new_id(), datetime.fromtimestamp(now + self._ttl[kind], UTC)
+            user_id, session_id, token_id or new_id(), datetime.fromtimestamp(expires, UTC)
         )
         payload = {
             "iss": ISSUER,
@@ -86,7 +98,7 @@ class JwtTokens:
             "sid": session_id,
             "jti": claims.token_id,
             "iat": now,
-            "exp": now + self._ttl[kind],
+            "exp": expires,
         }
         return Issued(jwt.encode(payload, self._key, algorithm=self._algorithm), claims)
 

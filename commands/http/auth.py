@@ -184,6 +184,7 @@ async def login(body: Login, accounts: AccountsApp, request: Request, response: 
         password=body.password.get_secret_value(),
         client=_client(request),
         device_cookie=request.cookies.get(DEVICE_COOKIE),
+        user_agent=request.headers.get("user-agent", ""),
     )
     return _logged_in(logged_in, request, response)
 
@@ -201,6 +202,7 @@ async def token(
         password=form.password,
         client=_client(request),
         device_cookie=request.cookies.get(DEVICE_COOKIE),
+        user_agent=request.headers.get("user-agent", ""),
     )
     return _logged_in(logged_in, request, response)
 

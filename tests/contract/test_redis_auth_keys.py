@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import AsyncIterator
 from uuid import uuid4
 
 import pytest
 from redis.asyncio import Redis
 
-from commands.auth.rate_limits import Limit
+from commands.auth.rate_limits import Limit, Slowdown
 from commands.auth.redis import RedisRateLimiter, RedisSessionStore
 from commands.auth.sessions import Session
 
@@ -26,12 +27,15 @@ async def test_every_key_is_under_the_prefix_and_expires(client: Redis, redis_pr
         RedisRateLimiter(client, redis_prefix),
     )
     user = uuid4()
-    await sessions.open(Session(user, "s1", "r1", 1), 600)
-    await sessions.open(Session(user, "s2", "r1", 1), 600)
-    await sessions.rotate(user, "s1", "r1", "r2", 600)
+    now = int(time.time())
+    await sessions.open(Session(user, "s1", "r1", 1, now, now + 900), 600)
+    await sessions.open(Session(user, "s2", "r1", 1, now, now + 900), 600)
+    await sessions.rotate(user, "s1", "r1", "r2", now=now, idle=600)
+    await sessions.sessions(user)
     await sessions.revoke_all(user, before_version=2, ttl=600)
-    await sessions.open(Session(user, "s3", "r1", 2), 600)
+    await sessions.open(Session(user, "s3", "r1", 2, now, now + 900), 600)
     await limiter.hit([Limit("login:client:127.0.0.1", 5, 60)])
+    await limiter.slow(Slowdown("login:account:x", 1, 1.0, 60, 60))
     keys = [key async for key in client.scan_iter(match=redis_prefix + "*")]
     assert keys, "the adapters wrote nothing"
     everything = [key async for key in client.scan_iter(match=f"*{user}*")]

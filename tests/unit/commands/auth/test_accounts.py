@@ -134,6 +134,9 @@ def _sessions(clock: Clock) -> Sessions:
     return Sessions(
         JwtTokens(signing_key(SECRET), algorithm="HS256", access_ttl=900, refresh_ttl=3600),
         InMemorySessionStore(clock=clock.seconds),
+        idle_timeout=7 * 86_400,
+        lifetime=30 * 86_400,
+        clock=clock.seconds,
     )
 
 
@@ -554,3 +557,28 @@ async def test_logins_are_counted_by_outcome(world: World) -> None:
     with pytest.raises(InvalidCredentials):
         await world.login(email="ann@example.com", password="nope", client="c")
     assert (count("ok"), count("InvalidCredentials")) == (ok + 1, refused + 1)
+
+
+async def test_refreshing_never_keeps_a_session_past_its_absolute_lifetime(world: World) -> None:
+    await world.register()
+    pair = await world.login(email="ann@example.com", password=PASSWORD, client="c")
+    # Refreshed every six days (inside the seven-day idle timeout), until day 30.
+    for _ in range(4):
+        world.clock.now += timedelta(days=6)
+        pair = await world.accounts.refresh(pair.refresh_token)
+    world.clock.now += timedelta(days=6, seconds=-1)  # day 30, one second before the end
+    pair = await world.accounts.refresh(pair.refresh_token)
+    assert pair.expires_in == 1  # the access token too ends with the session
+    world.clock.now += timedelta(seconds=1)
+    with pytest.raises(Unauthenticated):
+        await world.sessions.user_for(pair.access_token)
+    with pytest.raises(Unauthenticated):
+        await world.accounts.refresh(pair.refresh_token)
+
+
+async def test_a_session_unused_for_the_idle_timeout_ends(world: World) -> None:
+    await world.register()
+    pair = await world.login(email="ann@example.com", password=PASSWORD, client="c")
+    world.clock.now += timedelta(days=7)
+    with pytest.raises(Unauthenticated):
+        await world.accounts.refresh(pair.refresh_token)
