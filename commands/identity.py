@@ -94,6 +94,23 @@ class Identity(WriteApplication):
             raise InvalidResetToken("already used or superseded")
         return user
 
+    @counted("rehash_password")
+    def rehash_password(
+        self, user_id: UUID, *, verified_hash: str, password_hash: str, meta: Meta
+    ) -> Written | None:
+        """Store a costlier hash of the password just verified against ``verified_hash``; if
+        the password changed meanwhile, nothing (a later login will rehash the new one)."""
+        for _ in range(RACE_RETRIES):
+            user = self.get_user(user_id)
+            if user.password_hash != verified_hash:
+                return None
+            user.rehash_password(password_hash=password_hash, meta=meta)
+            try:
+                return Written.of(user.id, user.version, self.commits.save(user))
+            except IntegrityError:
+                continue  # another write to the user came first: look again
+        return None
+
     @counted("reset_password")
     def reset_password(
         self,

@@ -66,6 +66,11 @@ class User(Aggregate):
         # Any password change spends every outstanding reset request.
         self.pending_resets = {}
 
+    @event("PasswordRehashed")
+    def rehash_password(self, password_hash: str, meta: Meta) -> None:
+        # The same password under a costlier hash: not a change, so pending resets stay.
+        self.password_hash = password_hash
+
     @event("Renamed")
     def rename(self, display_name: str, meta: Meta) -> None:
         self.display_name = display_name

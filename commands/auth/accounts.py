@@ -10,6 +10,7 @@ from datetime import UTC, datetime, timedelta
 from typing import TypeVar
 
 from anyio import CapacityLimiter
+from eventsourcing.persistence import PersistenceError
 from fastapi.concurrency import run_in_threadpool
 
 from commands.auth.devices import DeviceCookies
@@ -20,8 +21,8 @@ from commands.identity import Identity, ResetRequest
 from commands.metrics import counting
 from commands.written import Written
 from domain.errors import InvalidCredentials, RateLimited
-from domain.identity import normalise_email
-from domain.meta import Meta, meta
+from domain.identity import User, normalise_email
+from domain.meta import SYSTEM, Meta, meta
 from domain.reset_tokens import verify_reset_token
 
 log = logging.getLogger("taskledger.auth")
@@ -96,6 +97,7 @@ class Accounts:
         client: str,
         device_cookie: str | None = None,
         user_agent: str = "",
+        meta: Meta | None = None,
     ) -> LoggedIn:
         """Unknown email and wrong password fail alike, in time too. Failures are refused per
         (account, client address) and per client address; at the account as a whole they only
@@ -103,13 +105,15 @@ class Accounts:
         with counting("login"):
             # One key per address, however it is spelt: changing the case of a letter must not
             # buy an attacker a fresh allowance of guesses.
-            return await self._login(
+            logged_in, user = await self._login(
                 normalise_email(email), password, client, device_cookie, user_agent
             )
+        await self._rehash(user, password, meta or SYSTEM)
+        return logged_in
 
     async def _login(
         self, email: str, password: str, client: str, device_cookie: str | None, user_agent: str
-    ) -> LoggedIn:
+    ) -> tuple[LoggedIn, User]:
         account = account_key(email)
         device = self._devices.device_for(device_cookie, account)
         # Every attempt is counted (atomically) before its password is checked, and one over
@@ -155,7 +159,28 @@ class Accounts:
         tokens = await self._sessions.open(
             user.id, user.version, client=client, user_agent=user_agent
         )
-        return LoggedIn(tokens, self._devices.issue(account, device), self._devices.ttl)
+        logged_in = LoggedIn(tokens, self._devices.issue(account, device), self._devices.ttl)
+        return logged_in, user
+
+    async def _rehash(self, user: User, password: str, request_meta: Meta) -> None:
+        """Raised argon2 costs reach existing users as they log in: the password just checked
+        is hashed again and recorded as PasswordRehashed, which cancels no pending reset."""
+        verified_hash = user.password_hash
+        if not self._hasher.needs_rehash(verified_hash):
+            return
+        password_hash = await self._argon2(lambda: self._hasher.hash(password))
+        try:
+            await run_in_threadpool(
+                lambda: self._identity.rehash_password(
+                    user.id,
+                    verified_hash=verified_hash,
+                    password_hash=password_hash,
+                    meta=_acting_as(request_meta, user.id),
+                )
+            )
+        except PersistenceError:
+            # The login has succeeded; the next one will try the rehash again.
+            log.warning("password rehash not recorded", extra={"user_id": str(user.id)})
 
     async def throttle_reset_request(self, *, email: str, client: str) -> None:
         """Reset mails are limited per email and per client address, registered or not."""

@@ -6,7 +6,7 @@ import secrets
 from typing import Protocol
 
 from argon2 import PasswordHasher as _Argon2
-from argon2 import Type
+from argon2 import Type, extract_parameters
 from argon2.exceptions import InvalidHashError, VerificationError
 
 
@@ -19,6 +19,10 @@ class PasswordHasher(Protocol):
 
     def verify_nobody(self, password: str) -> bool:
         """Costs what ``verify`` costs and is always False: a login for an unknown email runs it."""
+        ...
+
+    def needs_rehash(self, password_hash: str) -> bool:
+        """True when the hash is weaker than what ``hash`` makes now (a cost was raised)."""
         ...
 
 
@@ -47,3 +51,20 @@ class Argon2Hasher:
     def verify_nobody(self, password: str) -> bool:
         self.verify(self._nobody, password)
         return False
+
+    def needs_rehash(self, password_hash: str) -> bool:
+        # Weaker, not merely different: a hash made at a higher cost than the settings (say,
+        # before a cost was lowered to fit smaller machines) is left alone.
+        try:
+            stored = extract_parameters(password_hash)
+        except InvalidHashError:
+            return False
+        wanted = self._argon2
+        return (
+            stored.type is not Type.ID
+            or stored.time_cost < wanted.time_cost
+            or stored.memory_cost < wanted.memory_cost
+            or stored.parallelism < wanted.parallelism
+            or stored.hash_len < wanted.hash_len
+            or stored.salt_len < wanted.salt_len
+        )

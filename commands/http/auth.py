@@ -185,6 +185,7 @@ async def login(body: Login, accounts: AccountsApp, request: Request, response: 
         client=_client(request),
         device_cookie=request.cookies.get(DEVICE_COOKIE),
         user_agent=request.headers.get("user-agent", ""),
+        meta=request_meta(request),
     )
     return _logged_in(logged_in, request, response)
 
@@ -203,6 +204,7 @@ async def token(
         client=_client(request),
         device_cookie=request.cookies.get(DEVICE_COOKIE),
         user_agent=request.headers.get("user-agent", ""),
+        meta=request_meta(request),
     )
     return _logged_in(logged_in, request, response)
 

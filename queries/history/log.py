@@ -16,6 +16,7 @@ from eventsourcing.domain import AggregateEvent
 _CATALOGUE = {
     "User.PasswordResetRequested": "PasswordResetRequested",
     "User.PasswordChanged": "PasswordChanged",
+    "User.PasswordRehashed": "PasswordRehashed",
 }
 
 

@@ -139,6 +139,9 @@ class EventStoreUserHistory:
                         None, datetime.fromisoformat(fields.expires_at)
                     ),
                 }
+            elif kind == "User.PasswordRehashed":
+                # The same password under a costlier hash: shown, never its value.
+                changes = {"password_hash": FieldChange(REDACTED, REDACTED)}
             elif kind == "User.PasswordChanged":
                 changes = {"password": FieldChange(REDACTED, REDACTED)}
                 used = fields.reset_request_id

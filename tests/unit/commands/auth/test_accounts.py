@@ -67,6 +67,9 @@ class CountingHasher:
         self.verified += 1
         return HASHER.verify_nobody(password)
 
+    def needs_rehash(self, password_hash: str) -> bool:
+        return HASHER.needs_rehash(password_hash)
+
 
 @dataclass
 class World:
@@ -126,6 +129,9 @@ class SlowHasher:
 
     def verify_nobody(self, password: str) -> bool:
         self._work()
+        return False
+
+    def needs_rehash(self, password_hash: str) -> bool:
         return False
 
 
@@ -582,3 +588,36 @@ async def test_a_session_unused_for_the_idle_timeout_ends(world: World) -> None:
     world.clock.now += timedelta(days=7)
     with pytest.raises(Unauthenticated):
         await world.accounts.refresh(pair.refresh_token)
+
+
+async def test_a_login_after_a_cost_rise_rehashes_and_keeps_pending_resets(world: World) -> None:
+    user_id = await world.register()
+    token = await _reset_token(world, "ann@example.com")
+    before = world.identity.get_user(user_id)
+    stronger = Argon2Hasher(time_cost=2, memory_cost=128)
+    raised = _accounts(world.identity, stronger, world.clock, world.sessions)
+    await raised.login(
+        email="ann@example.com", password=PASSWORD, client="c", meta=meta(None, "login-1")
+    )
+    after = world.identity.get_user(user_id)
+    assert after.version == before.version + 1
+    assert "m=128,t=2" in after.password_hash
+    assert stronger.verify(after.password_hash, PASSWORD)
+    last = list(world.identity.events.get(user_id))[-1]
+    assert type(last).__qualname__ == "User.PasswordRehashed"
+    assert last.meta["actor_id"] == str(user_id)  # type: ignore[attr-defined]
+    # Not a password change: the reset requested before it still works.
+    await raised.reset_password(token=token, new_password="a new password", meta=meta(None, "r"))
+    # And at the raised cost, the next login rehashes nothing.
+    version = world.identity.get_user(user_id).version
+    await raised.login(email="ann@example.com", password="a new password", client="c")
+    assert world.identity.get_user(user_id).version == version
+
+
+async def test_a_failed_login_rehashes_nothing(world: World) -> None:
+    user_id = await world.register()
+    version = world.identity.get_user(user_id).version
+    raised = _accounts(world.identity, Argon2Hasher(time_cost=2, memory_cost=128), world.clock)
+    with pytest.raises(InvalidCredentials):
+        await raised.login(email="ann@example.com", password="nope", client="c")
+    assert world.identity.get_user(user_id).version == version

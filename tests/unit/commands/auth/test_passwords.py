@@ -44,3 +44,16 @@ def test_nobody_costs_what_a_real_check_costs(hasher: Argon2Hasher) -> None:
     # Same algorithm and parameters as a real hash, so verifying against it takes as long.
     parameters = hasher._nobody.rsplit("$", 2)[0]
     assert parameters == hasher.hash("x").rsplit("$", 2)[0]
+
+
+def test_only_a_weaker_hash_needs_rehashing(hasher: Argon2Hasher) -> None:
+    stronger = Argon2Hasher(time_cost=2, memory_cost=128)
+    weak, strong = hasher.hash("a password"), stronger.hash("a password")
+    assert stronger.needs_rehash(weak)
+    assert Argon2Hasher(time_cost=2, memory_cost=64).needs_rehash(weak)
+    assert Argon2Hasher(time_cost=1, memory_cost=128).needs_rehash(weak)
+    assert not stronger.needs_rehash(strong)
+    assert not hasher.needs_rehash(weak)
+    # Lowering the cost does not weaken hashes already made.
+    assert not hasher.needs_rehash(strong)
+    assert not hasher.needs_rehash("not a hash")
