@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from uuid import UUID, uuid4
+from uuid import NAMESPACE_URL, UUID, uuid4, uuid5
 
 from eventsourcing.application import AggregateNotFoundError
 from eventsourcing.persistence import IntegrityError
@@ -21,6 +21,8 @@ from domain.reset_tokens import ResetClaim
 # again this many times before the caller hears 409; n concurrent commands on one user make
 # any of them lose at most n - 1 times.
 RACE_RETRIES = 5
+# No aggregate ever has this id (aggregates get random UUIDs, the index uuid5s of emails).
+NOBODY = uuid5(NAMESPACE_URL, "https://taskledger.dev/nobody")
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,11 +59,20 @@ class Identity(WriteApplication):
         return user
 
     def find_by_email(self, email: str) -> User | None:
+        """Two reads whether or not the email is registered (ASVS 2.2.1's timing side): an
+        unknown email reads a user that never exists, so the store's work looks the same."""
         try:
             index: EmailIndex = self.repository.get(EmailIndex.create_id(email))
+            user_id: UUID | None = index.user_id
         except AggregateNotFoundError:
+            user_id = None
+        try:
+            user: User = self.repository.get(user_id or NOBODY)
+        except AggregateNotFoundError:
+            if user_id is not None:
+                raise UserNotFound(str(user_id)) from None
             return None
-        return self.get_user(index.user_id)
+        return user
 
     @counted("request_password_reset")
     def request_password_reset(
