@@ -48,6 +48,10 @@ class InvalidCredentials(DomainError):
     """Unknown email or wrong password: deliberately indistinguishable."""
 
 
+class WeakPassword(DomainError):
+    """A new password the policy refuses: too common, or the account's own email."""
+
+
 class InvalidResetToken(DomainError):
     """The reset token is forged, expired, already used or superseded."""
 

@@ -36,6 +36,7 @@ _STATUS: list[tuple[type[errors.DomainError], int, str, str]] = [
     (errors.InvalidCredentials, 401, "invalid-credentials", "Invalid credentials"),
     (errors.Unauthenticated, 401, "unauthenticated", "Not authenticated"),
     (errors.InvalidResetToken, 400, "invalid-reset-token", "Invalid reset token"),
+    (errors.WeakPassword, 422, "weak-password", "Weak password"),
     (errors.RateLimited, 429, "rate-limited", "Too many requests"),
     (errors.Unavailable, 503, "unavailable", "Service unavailable"),
 ]

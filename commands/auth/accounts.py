@@ -14,13 +14,13 @@ from eventsourcing.persistence import PersistenceError
 from fastapi.concurrency import run_in_threadpool
 
 from commands.auth.devices import DeviceCookies
-from commands.auth.passwords import PasswordHasher
+from commands.auth.passwords import PasswordHasher, password_problem
 from commands.auth.rate_limits import AuthLimits, Limit, RateLimiter, Slowdown, account_key
 from commands.auth.sessions import Sessions, TokenPair
 from commands.identity import Identity, ResetRequest
 from commands.metrics import counting
 from commands.written import Written
-from domain.errors import InvalidCredentials, RateLimited
+from domain.errors import InvalidCredentials, RateLimited, WeakPassword
 from domain.identity import User, normalise_email
 from domain.meta import SYSTEM, Meta, meta
 from domain.reset_tokens import verify_reset_token
@@ -79,8 +79,10 @@ class Accounts:
     async def register(
         self, *, email: str, password: str, display_name: str, client: str, meta: Meta
     ) -> Written:
-        """One account per email, whatever its case; the store keeps an argon2 hash only.
-        Registrations are limited per client address, counted before any hashing."""
+        """One account per email, whatever its case; the store keeps an argon2 hash only; the
+        password is neither a common one nor the email. Registrations are limited per client
+        address, counted before any hashing."""
+        _check_policy(password, email)
         await self._limiter.hit(self._limits.register(client))
         password_hash = await self._argon2(lambda: self._hasher.hash(password))
         return await run_in_threadpool(
@@ -202,6 +204,7 @@ class Accounts:
         claim = verify_reset_token(self._reset_key, token, now)
         # Checked before any session is touched: a spent token must not log anyone out.
         user = await run_in_threadpool(self._identity.pending_reset, claim, now)
+        _check_policy(new_password, user.email)
         # Sessions go first: if Redis fails, nothing has changed and the user may retry. The
         # floor (the version the change will have) also refuses a login that checked the old
         # password while the change lands.
@@ -228,6 +231,12 @@ class Accounts:
         """Logout ends the session: its access and refresh tokens stop working together."""
         with counting("logout"):
             await self._sessions.close(access_token)
+
+
+def _check_policy(password: str, email: str) -> None:
+    problem = password_problem(password, email)
+    if problem is not None:
+        raise WeakPassword(f"the new password {problem}")
 
 
 def _acting_as(request_meta: Meta, user: object) -> Meta:

@@ -1,13 +1,36 @@
-"""Password hashing with argon2id; the costs come from the settings, passed in by ops."""
+"""Password hashing with argon2id (the costs come from the settings, passed in by ops), and
+the policy a new password must meet beside its length."""
 
 from __future__ import annotations
 
+import functools
 import secrets
+from importlib import resources
 from typing import Protocol
 
 from argon2 import PasswordHasher as _Argon2
 from argon2 import Type, extract_parameters
 from argon2.exceptions import InvalidHashError, VerificationError
+
+from domain.identity import normalise_email
+
+
+@functools.cache
+def common_passwords() -> frozenset[str]:
+    """The 10,000 most common passwords, shipped in the wheel (source and licence in its
+    header): ASVS 2.1.7's breached-password check, offline."""
+    text = resources.files("commands.auth").joinpath("common_passwords.txt").read_text("utf-8")
+    return frozenset(line for line in text.splitlines() if line and not line.startswith("# "))
+
+
+def password_problem(password: str, email: str) -> str | None:
+    """Why a new password for the account of ``email`` is refused, or None."""
+    # Case-insensitive: "Password1" is no better than "password1".
+    if password.lower() in common_passwords():
+        return "is one of the 10,000 most common passwords"
+    if normalise_email(password) == normalise_email(email):
+        return "must not be the account's email address"
+    return None
 
 
 class PasswordHasher(Protocol):

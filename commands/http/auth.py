@@ -19,6 +19,7 @@ from pydantic import (
     Field,
     Secret,
     StringConstraints,
+    ValidationInfo,
     WithJsonSchema,
     field_validator,
 )
@@ -26,6 +27,7 @@ from pydantic.networks import validate_email
 
 from commands.auth.accounts import Accounts, LoggedIn
 from commands.auth.devices import DEVICE_COOKIE
+from commands.auth.passwords import password_problem
 from commands.auth.sessions import TokenPair
 from commands.http.deps import bearer, remember_write, request_meta
 from commands.identity import Identity
@@ -36,9 +38,9 @@ router = APIRouter(prefix="/v1/auth", tags=["auth"])
 # Passwords and tokens are Secret: no repr or log line of a body shows them. (SecretStr's own
 # length limits would word a short password as "at least 8 items"; these count characters.)
 _SECRET_SCHEMA = Field(json_schema_extra={"format": "password", "writeOnly": True})
-Password = Annotated[
-    Secret[Annotated[str, StringConstraints(min_length=8, max_length=128)]], _SECRET_SCHEMA
-]
+PasswordValue = Secret[Annotated[str, StringConstraints(min_length=8, max_length=128)]]
+# 8 to 128 characters, not one of the 10,000 most common, not the account's email.
+Password = Annotated[PasswordValue, _SECRET_SCHEMA]
 
 
 def _an_email(value: str) -> str:
@@ -69,12 +71,25 @@ async def _accounts(request: Request) -> Accounts:
 AccountsApp = Annotated[Accounts, Depends(_accounts)]
 
 
+def _policy(password: PasswordValue, email: str) -> PasswordValue:
+    problem = password_problem(password.get_secret_value(), email)
+    if problem is not None:
+        raise ValueError(f"the password {problem}")
+    return password
+
+
 class Register(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     email: Email
     password: Password
     display_name: Annotated[str, Field(max_length=100)] | None = None
+
+    @field_validator("password")
+    @classmethod
+    def _not_weak(cls, value: PasswordValue, info: ValidationInfo) -> PasswordValue:
+        # Not a common password, nor the email (when the email itself was valid).
+        return _policy(value, str(info.data.get("email", "")))
 
     @field_validator("display_name")
     @classmethod
@@ -131,6 +146,12 @@ class ResetPassword(BaseModel):
 
     token: Token
     new_password: Password
+
+    @field_validator("new_password")
+    @classmethod
+    def _not_common(cls, value: PasswordValue) -> PasswordValue:
+        # The email check needs the user: the reset itself makes it (422 all the same).
+        return _policy(value, "")
 
 
 def _client(request: Request) -> str:

@@ -27,6 +27,7 @@ from domain.errors import (
     InvalidResetToken,
     RateLimited,
     Unauthenticated,
+    WeakPassword,
 )
 from domain.meta import meta
 from domain.reset_tokens import derive_reset_token, reset_key
@@ -621,3 +622,19 @@ async def test_a_failed_login_rehashes_nothing(world: World) -> None:
     with pytest.raises(InvalidCredentials):
         await raised.login(email="ann@example.com", password="nope", client="c")
     assert world.identity.get_user(user_id).version == version
+
+
+async def test_a_common_password_or_the_email_is_refused_before_anything_is_written(
+    world: World,
+) -> None:
+    for password in ("iloveyou", "ANN@example.com"):
+        with pytest.raises(WeakPassword):
+            await world.accounts.register(
+                email="ann@example.com",
+                password=password,
+                display_name="Ann",
+                client="c",
+                meta=meta(None, "test"),
+            )
+    assert world.identity.find_by_email("ann@example.com") is None
+    assert world.hasher.hashed == 0
