@@ -217,6 +217,11 @@ def test_up_serves_stops_on_sigterm_and_resumes_with_all_data(tmp_path: Path) ->
             )
             assert refreshed.status_code == 200, refreshed.text
             tokens = login(client, email, password)
+            # Both live sessions are listed: the one from before the restart and this one.
+            sessions = client.get("/v1/users/me/sessions", headers=bearer(tokens))
+            assert sessions.status_code == 200, sessions.text
+            assert [item["current"] for item in sessions.json()["items"]].count(True) == 1
+            assert len(sessions.json()["items"]) == 2
             patched = client.patch(
                 f"/v1/tasks/{task_id}",
                 json={"title": "Send the report"},
