@@ -7,7 +7,7 @@ client shares the proxy's address and its limits.
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 from uuid import UUID
 
 from fastapi import APIRouter, Depends, Request, Response, status
@@ -160,6 +160,18 @@ def _client(request: Request) -> str:
 
 _UNAUTHORIZED: dict[int | str, dict[str, str]] = {401: {"description": "not authenticated"}}
 _LIMITED: dict[int | str, dict[str, str]] = {429: {"description": "too many attempts"}}
+_LOGGED_IN: dict[int | str, dict[str, Any]] = {
+    200: {
+        "headers": {
+            "Set-Cookie": {
+                "description": f"`{DEVICE_COOKIE}`: the device cookie (HttpOnly, SameSite=Strict,"
+                " Path=/v1/auth); presented at the next login, it keeps this client's attempts"
+                " apart from strangers' failures at the account",
+                "schema": {"type": "string"},
+            }
+        }
+    }
+}
 
 
 @router.post(
@@ -195,7 +207,7 @@ def _logged_in(logged_in: LoggedIn, request: Request, response: Response) -> Tok
     return Tokens.of(logged_in.tokens)
 
 
-@router.post("/login", response_model=Tokens, responses={**_UNAUTHORIZED, **_LIMITED})
+@router.post("/login", response_model=Tokens, responses={**_LOGGED_IN, **_UNAUTHORIZED, **_LIMITED})
 async def login(body: Login, accounts: AccountsApp, request: Request, response: Response) -> Tokens:
     """Log in; an unknown email and a wrong password get the same answer. Failures are
     throttled per client without locking the account; the device cookie set on success keeps
@@ -211,7 +223,7 @@ async def login(body: Login, accounts: AccountsApp, request: Request, response: 
     return _logged_in(logged_in, request, response)
 
 
-@router.post("/token", response_model=Tokens, responses={**_UNAUTHORIZED, **_LIMITED})
+@router.post("/token", response_model=Tokens, responses={**_LOGGED_IN, **_UNAUTHORIZED, **_LIMITED})
 async def token(
     form: Annotated[OAuth2PasswordRequestForm, Depends()],
     accounts: AccountsApp,

@@ -15,6 +15,7 @@ import httpx
 import pytest
 
 from commands.auth.devices import DEVICE_COOKIE
+from ops.api import build_api
 from ops.settings import Settings
 from tests.fixtures.api import Server, make_settings
 from tests.fixtures.users import PASSWORD, register
@@ -97,3 +98,12 @@ def test_a_stranger_with_the_owners_address_but_no_cookie_is_refused(server: Ser
         assert _login(stranger, email, PASSWORD).status_code == 429
         # ...while the owner, from the same address with the cookie, gets in.
         assert _login(home, email, PASSWORD).status_code == 200
+
+
+def test_the_device_cookie_is_documented_on_both_login_routes(settings: Settings) -> None:
+    paths = build_api(settings, "auth").openapi()["paths"]
+    for path in ("/v1/auth/login", "/v1/auth/token"):
+        answered = paths[path]["post"]["responses"]
+        assert "Set-Cookie" in answered["200"]["headers"]
+        assert "Tokens" in str(answered["200"]["content"])
+        assert {"401", "429"} <= set(answered)
