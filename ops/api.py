@@ -63,16 +63,17 @@ def readiness_probes(
     return probes
 
 
-async def refresh_projection_gauges(
+def refresh_projection_gauges(
     settings: Settings,
     write_side: WriteSide,
     redis: Redis,
     mongo: AsyncMongoClient[dict[str, Any]],
-) -> None:
-    """The projection gauges, read from the checkpoints over this process's own clients."""
+) -> asyncio.Task[None]:
+    """The projection gauges, refreshed in the background from the checkpoints over this
+    process's own clients and event store handles."""
     logs = {app.name: EventsourcingLog(app) for app in (write_side.identity, write_side.tasks)}
     side = read_side_on(settings, mongo, redis, logs)
-    await refresh_gauges(side, side.projections())
+    return asyncio.create_task(refresh_gauges(side, side.projections()), name="projection-gauges")
 
 
 async def _cancel(task: asyncio.Task[None]) -> None:
@@ -111,10 +112,7 @@ def build_api(settings: Settings, routes: Routes = "all") -> FastAPI:
             app.state.readiness = readiness_probes(write_side, redis, query_side.mongo)
             if query_side.mongo is not None:
                 # /metrics shows every projection's position and lag: one scrape, whole system.
-                gauges = asyncio.create_task(
-                    refresh_projection_gauges(settings, write_side, redis, query_side.mongo),
-                    name="projection-gauges",
-                )
+                gauges = refresh_projection_gauges(settings, write_side, redis, query_side.mongo)
                 stack.push_async_callback(_cancel, gauges)
             # History and as_of read the Tasks store through their own handle, not the write side.
             audit = open_audit_logs(settings, ["Tasks"] if routes in ("tasks", "all") else [])

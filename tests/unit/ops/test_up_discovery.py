@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
+import pytest
+
+from ops.cli.environment import operator_settings
 from ops.embedded import (
     Plan,
     remove_discovery_file,
@@ -34,8 +40,9 @@ def test_the_file_of_a_live_up_names_its_settings_and_is_removed_by_it(tmp_path:
     assert not path.exists()
 
 
-def test_a_process_running_up_is_found(tmp_path: Path) -> None:
-    # Any process whose argv has ``up`` in it, as ``taskledger up`` / ``python -m ops up``.
+@contextlib.contextmanager
+def process_named_up() -> Iterator[int]:
+    """A process whose argv has ``up`` in it, as ``taskledger up`` / ``python -m ops up``."""
     sleeper = subprocess.Popen(
         [sys.executable, "-c", "import time; print(flush=True); time.sleep(60)", "up"],
         stdout=subprocess.PIPE,
@@ -43,13 +50,37 @@ def test_a_process_running_up_is_found(tmp_path: Path) -> None:
     try:
         assert sleeper.stdout is not None
         sleeper.stdout.readline()  # it runs Python now: its argv is its own, not ours
-        _write(tmp_path, sleeper.pid)
-        assert running_up(tmp_path) == {"TASKLEDGER_REDIS_URL": "redis://127.0.0.1:1/0"}
+        yield sleeper.pid
     finally:
         sleeper.kill()
         sleeper.wait()
+        if sleeper.stdout is not None:
+            sleeper.stdout.close()
+
+
+def test_a_process_running_up_is_found_until_it_dies(tmp_path: Path) -> None:
+    with process_named_up() as pid:
+        _write(tmp_path, pid)
+        assert running_up(tmp_path) == {"TASKLEDGER_REDIS_URL": "redis://127.0.0.1:1/0"}
     # Killed outright, it could not remove its file: the dead pid says it is stale.
     assert running_up(tmp_path) is None
+
+
+def test_operator_commands_take_only_the_unset_urls_from_the_running_up(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name in list(os.environ):
+        if name.startswith("TASKLEDGER_"):
+            monkeypatch.delenv(name)
+    monkeypatch.setenv("TASKLEDGER_DATA_DIR", str(tmp_path))
+    monkeypatch.setenv("TASKLEDGER_MONGO_URL", "mongodb://elsewhere:27017/mine")
+    with process_named_up() as pid:
+        _write(tmp_path, pid)
+        settings = operator_settings("mongo_url", "redis_url")
+    assert settings.redis_url == "redis://127.0.0.1:1/0"
+    assert settings.mongo_url == "mongodb://elsewhere:27017/mine"
+    assert settings.smtp_url is None
+    assert settings.postgres_connect_timeout == 5
 
 
 def test_no_file_or_a_broken_one_is_no_up(tmp_path: Path) -> None:
