@@ -44,19 +44,22 @@ def operator_settings(*needs: str) -> Settings:
     unset = {name for name in Settings.model_fields if getattr(settings, name) is None}
     if unset:
         data_dir = settings.data_dir.resolve()
-        up = running_up(data_dir) or {}
+        up = running_up(data_dir)
         given: dict[str, Any] = {
             name: value
-            for key, value in up.items()
+            for key, value in (up or {}).items()
             if (name := key.removeprefix(SETTINGS_PREFIX).lower()) in unset
         }
         missing = [name for name in needs if name in unset and name not in given]
         if missing:
-            raise refuse(
-                f"no taskledger up is running on {data_dir}: start one, or set "
-                f"{SETTINGS_PREFIX}{missing[0].upper()}",
-                EXIT_UNAVAILABLE,
+            setting = f"{SETTINGS_PREFIX}{missing[0].upper()}"
+            # An up given that engine's URL runs no engine of its own to point at.
+            reason = (
+                f"no taskledger up is running on {data_dir}: start one, or set {setting}"
+                if up is None
+                else f"the taskledger up on {data_dir} was given {setting}: set it here too"
             )
+            raise refuse(reason, EXIT_UNAVAILABLE)
         if given:
             # Validated like the environment's own values (init arguments take precedence).
             with exit_on_invalid_setting():

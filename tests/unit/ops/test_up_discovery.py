@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import typer
 
 from ops.cli.environment import operator_settings
 from ops.embedded import (
@@ -96,3 +97,20 @@ def test_another_up_s_file_is_not_removed(tmp_path: Path) -> None:
     _write(tmp_path, 1)
     remove_discovery_file(plan)
     assert (tmp_path / "up.json").exists()
+
+
+def test_an_engine_the_running_up_does_not_run_is_named(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    for name in list(os.environ):
+        if name.startswith("TASKLEDGER_"):
+            monkeypatch.delenv(name)
+    monkeypatch.setenv("TASKLEDGER_DATA_DIR", str(tmp_path))
+    with process_named_up() as pid:
+        _write(tmp_path, pid)  # it runs Redis, but was given a MongoDB URL
+        with pytest.raises(typer.Exit) as stopped:
+            operator_settings("mongo_url", "redis_url")
+    assert stopped.value.exit_code == 3
+    assert capsys.readouterr().err.splitlines() == [
+        f"the taskledger up on {tmp_path.resolve()} was given TASKLEDGER_MONGO_URL: set it here too"
+    ]
