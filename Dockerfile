@@ -17,7 +17,8 @@ ENV PATH=/opt/taskledger/bin:$PATH
 WORKDIR /src
 # Dependencies first, pinned by constraints.txt: this layer is reused while only code changes.
 COPY pyproject.toml constraints.txt README.md ./
-RUN python -c "import tomllib; print('\n'.join(tomllib.load(open('pyproject.toml', 'rb'))['project']['dependencies']))" > requirements.txt \
+# The otel extra too: every process exports its spans when TASKLEDGER_OTEL_ENABLED is set.
+RUN python -c "import tomllib; p = tomllib.load(open('pyproject.toml', 'rb'))['project']; print('\n'.join(p['dependencies'] + p['optional-dependencies']['otel']))" > requirements.txt \
     && pip install -c constraints.txt -r requirements.txt
 COPY domain ./domain
 COPY commands ./commands

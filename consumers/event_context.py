@@ -14,7 +14,7 @@ tests/unit/test_event_context_twins.py keeps the two the same code.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 
 import structlog
@@ -41,3 +41,28 @@ def bind_event_context(
         parent = propagate.extract({"traceparent": traceparent})
         with trace.get_tracer(__name__).start_as_current_span(span, context=parent):
             yield
+
+
+@contextmanager
+def event_spans(work: Iterable[tuple[Mapping[str, object] | None, str]]) -> Iterator[None]:
+    """One span per (meta, span name) of a batch handled in one go, each a child of its event's
+    request. Not made current: the events of one batch belong to different traces."""
+    if trace is None or isinstance(trace.get_tracer_provider(), trace.ProxyTracerProvider):
+        yield  # no tracer provider configured: ``work`` is never even iterated
+        return
+    tracer = trace.get_tracer(__name__)
+    spans = [
+        tracer.start_span(name, context=propagate.extract({"traceparent": traceparent}))
+        for meta, name in work
+        if meta and isinstance(traceparent := meta.get("traceparent"), str)
+    ]
+    try:
+        yield
+    except Exception as error:
+        for span in spans:
+            span.record_exception(error)
+            span.set_status(trace.StatusCode.ERROR)
+        raise
+    finally:
+        for span in spans:
+            span.end()

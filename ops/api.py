@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import gc
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
@@ -27,8 +29,11 @@ from ops.bootstrap import (
 from ops.http import BodyLimitMiddleware, RequestIdMiddleware, install_error_handlers
 from ops.metrics import router as metrics_router
 from ops.observability import ObservabilityMiddleware, configure_tracing
+from ops.projection_status import refresh_gauges
+from ops.projections import read_side_on
 from ops.queries import open_query_side
 from ops.settings import Routes, Settings
+from projections.log import EventsourcingLog
 from queries.history import http as task_history
 from queries.http import tasks as task_queries
 from queries.http import users as user_queries
@@ -57,6 +62,25 @@ def readiness_probes(
 
         probes["mongo"] = mongo_answers
     return probes
+
+
+def refresh_projection_gauges(
+    settings: Settings,
+    write_side: WriteSide,
+    redis: Redis,
+    mongo: AsyncMongoClient[dict[str, Any]],
+) -> asyncio.Task[None]:
+    """The projection gauges, refreshed in the background from the checkpoints over this
+    process's own clients and event store handles."""
+    logs = {app.name: EventsourcingLog(app) for app in (write_side.identity, write_side.tasks)}
+    side = read_side_on(settings, mongo, redis, logs)
+    return asyncio.create_task(refresh_gauges(side, side.projections()), name="projection-gauges")
+
+
+async def _cancel(task: asyncio.Task[None]) -> None:
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
 
 
 def build_api(settings: Settings, routes: Routes = "all") -> FastAPI:
@@ -88,6 +112,10 @@ def build_api(settings: Settings, routes: Routes = "all") -> FastAPI:
             app.state.task_queries = query_side.task_queries
             app.state.user_directory = query_side.user_directory or event_store_users
             app.state.readiness = readiness_probes(write_side, redis, query_side.mongo)
+            if query_side.mongo is not None:
+                # /metrics shows every projection's position and lag: one scrape, whole system.
+                gauges = refresh_projection_gauges(settings, write_side, redis, query_side.mongo)
+                stack.push_async_callback(_cancel, gauges)
             # History and as_of read the Tasks store through their own handle, not the write side.
             audit = open_audit_logs(settings, ["Tasks"] if routes in ("tasks", "all") else [])
             stack.callback(audit.close)

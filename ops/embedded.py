@@ -7,7 +7,9 @@ new process is one more entry here.
 
 Every child's data lives under the data dir, so a second ``up`` resumes with everything.
 Ports of the engines are remembered in ``<data dir>/ports.json`` and reused while free, so the
-URLs in ``<data dir>/up.env`` stay the same from one run to the next.
+URLs in ``<data dir>/up.env`` stay the same from one run to the next. While ``up`` runs,
+``<data dir>/up.json`` names its pid and the settings it gives its children: the operator
+commands read it (``running_up``) to find the engines without any set-up.
 """
 
 from __future__ import annotations
@@ -298,3 +300,59 @@ def write_env_file(plan: Plan, specs: Sequence[ChildSpec]) -> Path:
 def remove_env_file(plan: Plan) -> None:
     with contextlib.suppress(FileNotFoundError):
         (plan.data_dir / "up.env").unlink()
+
+
+DISCOVERY_FILE = "up.json"
+
+
+def write_discovery_file(plan: Plan, specs: Sequence[ChildSpec]) -> Path:
+    """``<data dir>/up.json``: this run's pid and engine settings, for the operator commands.
+
+    Written whole then renamed into place, so a reader never sees half of it.
+    """
+    path = plan.data_dir / DISCOVERY_FILE
+    draft = path.with_name(f".{path.name}.{os.getpid()}")
+    body = {"pid": os.getpid(), "url": plan.url, "settings": exported(plan, specs)}
+    draft.write_text(json.dumps(body, indent=2))
+    draft.replace(path)
+    return path
+
+
+def remove_discovery_file(plan: Plan) -> None:
+    path = plan.data_dir / DISCOVERY_FILE
+    with contextlib.suppress(FileNotFoundError, ValueError, OSError):
+        # Only our own: never the file of an up that started after us on this data dir.
+        if json.loads(path.read_text()).get("pid") == os.getpid():
+            path.unlink()
+
+
+def running_up(data_dir: Path) -> dict[str, str] | None:
+    """The settings the ``up`` running on ``data_dir`` gives its children; None when none runs.
+
+    A file left by an ``up`` that was killed outright names a pid that is gone (or, recycled,
+    one that is not ``up``): it counts as no ``up`` at all.
+    """
+    try:
+        body = json.loads((data_dir / DISCOVERY_FILE).read_text())
+        pid, settings = int(body["pid"]), body["settings"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    if not isinstance(settings, dict) or not _is_up(pid):
+        return None
+    return {str(key): str(value) for key, value in settings.items()}
+
+
+def _is_up(pid: int) -> bool:
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass  # alive, someone else's
+    try:
+        argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    except OSError:
+        return True  # no /proc here: a live pid is all we can tell
+    return b"up" in argv

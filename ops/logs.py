@@ -2,8 +2,9 @@
 
 Every record, whether from structlog or from a stdlib logger (uvicorn, eventsourcing, ours),
 goes through the same processors, so each line carries the context bound for the work in hand:
-the HTTP request (``request_id``, ``user_id``, ``correlation_id``) or the event being handled
-(``correlation_id``, ``traceparent``, bound with structlog's contextvars by the workers).
+the HTTP request (``request_id``, ``user_id``, ``correlation_id``, ``traceparent``) or the event
+being handled (``correlation_id``, ``traceparent``, bound with structlog's contextvars by the
+workers); a line with a traceparent also has its ``trace_id``.
 """
 
 from __future__ import annotations
@@ -37,6 +38,18 @@ def add_request_context(logger: WrappedLogger, method: str, event: EventDict) ->
         user_id = state.get("user_id")
         if user_id is not None:
             event.setdefault("user_id", str(user_id))
+        traceparent = state.get("traceparent")
+        if traceparent is not None:
+            event.setdefault("traceparent", traceparent)
+    return event
+
+
+def add_trace_id(logger: WrappedLogger, method: str, event: EventDict) -> EventDict:
+    """``trace_id``, the traceparent's 32 hex digits: what Grafana links a log line to its
+    trace by (ops/deploy/grafana), and what Loki's ``| json`` filters a trace's lines on."""
+    traceparent = event.get("traceparent")
+    if isinstance(traceparent, str) and len(traceparent) >= 35:
+        event.setdefault("trace_id", traceparent[3:35])
     return event
 
 
@@ -50,6 +63,7 @@ def _shared_processors() -> list[Processor]:
     return [
         structlog.contextvars.merge_contextvars,
         add_request_context,
+        add_trace_id,
         structlog.stdlib.add_logger_name,
         structlog.stdlib.add_log_level,
         structlog.processors.TimeStamper(fmt="iso", utc=True, key="time"),

@@ -79,6 +79,7 @@ class ObservabilityMiddleware:
             else:
                 traceparent = incoming if valid_traceparent(incoming) else new_traceparent()
                 _set_header(scope, b"traceparent", traceparent)
+                scope["state"]["traceparent"] = traceparent  # the log lines' trace_id
                 await self.app(scope, receive, send_observed)
         finally:
             elapsed = time.perf_counter() - started
@@ -114,6 +115,7 @@ class ObservabilityMiddleware:
         else:
             traceparent = incoming if valid_traceparent(incoming) else new_traceparent()
         _set_header(scope, b"traceparent", traceparent)
+        scope["state"]["traceparent"] = traceparent
         await self.app(scope, receive, send)
 
 

@@ -103,6 +103,24 @@ class ReadSide:
         )
 
 
+def read_side_on(
+    settings: Settings,
+    mongo: AsyncMongoClient[dict[str, Any]],
+    redis: Redis | None,
+    logs: dict[str, EventsourcingLog],
+) -> ReadSide:
+    """The read side over clients and logs already open (the projector's, or the API's)."""
+    db = mongo_database(mongo)
+    return ReadSide(
+        settings=settings,
+        clients=ReadClients(mongo=mongo, db=db, redis=redis),
+        logs=logs,
+        checkpoints=CheckpointsByProjection(MongoCheckpointStore(db)),
+        parked=MongoParkedEvents(db),
+        aliases=MongoAliasRegistry(db),
+    )
+
+
 @asynccontextmanager
 async def open_read_side(settings: Settings) -> AsyncIterator[ReadSide]:
     mongo = mongo_client(settings)
@@ -113,15 +131,7 @@ async def open_read_side(settings: Settings) -> AsyncIterator[ReadSide]:
         for name in UPSTREAMS:
             # Opening connects (and creates the tables if the write side never ran).
             logs[name] = await asyncio.to_thread(EventsourcingLog.open, name, env)
-        db = mongo_database(mongo)
-        yield ReadSide(
-            settings=settings,
-            clients=ReadClients(mongo=mongo, db=db, redis=redis),
-            logs=logs,
-            checkpoints=CheckpointsByProjection(MongoCheckpointStore(db)),
-            parked=MongoParkedEvents(db),
-            aliases=MongoAliasRegistry(db),
-        )
+        yield read_side_on(settings, mongo, redis, logs)
     finally:
         for upstream in logs.values():
             upstream.close()

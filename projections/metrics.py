@@ -8,26 +8,35 @@ POSITION = Gauge(
     "taskledger_projection_position",
     "Checkpoint of the live generation: last notification id applied, per upstream log.",
     ["projection", "upstream"],
+    # The API's workers each publish the same reading (ops/projection_status.py): one series.
+    multiprocess_mode="livemax",
 )
 HEAD = Gauge(
     "taskledger_projection_head",
     "Highest notification id in the upstream log.",
     ["projection", "upstream"],
+    # The API's workers each publish the same reading (ops/projection_status.py): one series.
+    multiprocess_mode="livemax",
 )
 LAG_EVENTS = Gauge(
     "taskledger_projection_lag_events",
     "Notifications in the upstream log beyond the checkpoint (head - position).",
     ["projection", "upstream"],
+    # The API's workers each publish the same reading (ops/projection_status.py): one series.
+    multiprocess_mode="livemax",
 )
 LAG_SECONDS = Gauge(
     "taskledger_projection_lag_seconds",
     "Age of the oldest event not yet projected; 0 when caught up.",
     ["projection", "upstream"],
+    # The API's workers each publish the same reading (ops/projection_status.py): one series.
+    multiprocess_mode="livemax",
 )
 PARKED = Gauge(
     "taskledger_projection_parked_events",
     "Poison events parked by the live generation.",
     ["projection"],
+    multiprocess_mode="livemax",
 )
 APPLIED = Counter(
     "taskledger_projection_events_applied_total",

@@ -26,7 +26,7 @@ import redis.exceptions
 from projections import metrics
 from projections.checkpoints import CheckpointStore, StaleCheckpointError, checkpoints_of
 from projections.envelope import Envelope, Projection, Projector
-from projections.event_context import bind_event_context
+from projections.event_context import bind_event_context, event_spans
 from projections.log import LogSignal, NotificationLog, Undecodable
 from projections.parked import ParkedEvent, ParkedEvents
 
@@ -366,7 +366,8 @@ class ProjectionRunner:
             return
         async with self._apply_lock:
             try:
-                await self.projector.apply(envelopes)
+                with event_spans((e.meta, f"{self.name}: {e.topic}") for e in envelopes):
+                    await self.projector.apply(envelopes)
             except Exception as exc:
                 if self._transient(exc):
                     raise
@@ -384,7 +385,7 @@ class ProjectionRunner:
             streak: list[tuple[Envelope, BaseException]] = []
             for envelope in envelopes:
                 # One event at a time: its lines (a parked event's above all) join its request.
-                with bind_event_context(envelope.meta, f"project {envelope.topic}"):
+                with bind_event_context(envelope.meta, f"{self.name}: {envelope.topic}"):
                     try:
                         await self.projector.apply([envelope])
                     except Exception as exc:
@@ -405,7 +406,7 @@ class ProjectionRunner:
 
     async def _park_all(self, upstream: str, failed: list[tuple[Envelope, BaseException]]) -> None:
         for envelope, exc in failed:
-            with bind_event_context(envelope.meta, f"project {envelope.topic}"):
+            with bind_event_context(envelope.meta, f"{self.name}: {envelope.topic}"):
                 error = f"{type(exc).__name__}: {exc}"
                 await self._park(upstream, envelope.position, envelope.topic, error)
         failed.clear()

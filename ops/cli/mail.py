@@ -49,7 +49,7 @@ def list_letters(
     as_json: Annotated[bool, typer.Option("--json", help="JSON lines instead of a table.")] = False,
 ) -> None:
     """The parked mails: kind, attempts, when and why they failed. Never the token."""
-    letters = _with_dead_letters(operator_settings(), lambda d: d.entries(limit))
+    letters = _with_dead_letters(operator_settings("redis_url"), lambda d: d.entries(limit))
     if as_json:
         for letter in letters:
             typer.echo(
@@ -85,7 +85,7 @@ def list_letters(
 @letters_app.command("retry")
 def retry(ids: Ids = None) -> None:
     """Put parked mails back on their streams, with fresh attempts (all when no id is given)."""
-    count = _with_dead_letters(operator_settings(), lambda d: d.retry(ids or ()))
+    count = _with_dead_letters(operator_settings("redis_url"), lambda d: d.retry(ids or ()))
     if ids and count < len(ids):
         raise refuse(f"re-driven {count} of {len(ids)}: the others are not parked")
     typer.echo(f"re-driven {count} mail(s)")
@@ -99,7 +99,7 @@ def purge(
     """Drop parked mails for good: the given ids, or every one with --all."""
     if not ids and not everything:
         raise refuse("name the ids to purge, or pass --all")
-    count = _with_dead_letters(operator_settings(), lambda d: d.purge(ids or ()))
+    count = _with_dead_letters(operator_settings("redis_url"), lambda d: d.purge(ids or ()))
     typer.echo(f"purged {count} mail(s)")
 
 

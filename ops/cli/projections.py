@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable, Coroutine, Sequence
-from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
@@ -26,9 +24,8 @@ if TYPE_CHECKING:
     from rich.progress import Progress, ProgressColumn, TaskID
     from rich.table import Table
 
-    from ops.projections import ReadSide
+    from ops.projection_status import ProjectionStatus
     from ops.settings import Settings
-    from projections.aliases import Alias
     from projections.envelope import Projection
     from projections.rebuild import Phase, Rebuilt
     from projections.runner import Progress as RunnerProgress
@@ -58,75 +55,6 @@ def _run_or_exit(settings: Settings, work: Callable[[Settings], Coroutine[Any, A
 
 
 # ----------------------------------------------------------------------------------- status
-
-
-@dataclass(frozen=True, slots=True)
-class UpstreamStatus:
-    upstream: str
-    position: int
-    head: int
-    lag_seconds: float
-
-
-@dataclass(frozen=True, slots=True)
-class ProjectionStatus:
-    name: str
-    generation: int
-    version: int
-    upstreams: list[UpstreamStatus]
-    parked: int
-    state: str
-
-
-def _state(alias: Alias | None, code_version: int, building: str | None) -> str:
-    from projections.aliases import AliasState
-
-    if alias is None:
-        return "not started"
-    parts = []
-    if alias.state is AliasState.PAUSED:
-        parts.append("paused: in-place rebuild")
-    elif building is not None:
-        parts.append(f"live; building g{alias.building} ({building})")
-    else:
-        parts.append("live")
-    if alias.retiring:
-        parts.append("retiring " + ", ".join(f"g{r.generation}" for r in alias.retiring))
-    if alias.version != code_version:
-        parts.append(f"outdated: built by v{alias.version}, code is v{code_version}")
-    return "; ".join(parts)
-
-
-async def projection_status(side: ReadSide, projection: Projection) -> ProjectionStatus:
-    from projections.host import projector_version
-
-    alias = await side.aliases.get(projection.name)
-    generation = 1 if alias is None else alias.generation
-    positions = await side.checkpoints.positions(projection.name, generation)
-    now = datetime.now(UTC)
-    upstreams = []
-    heads: dict[str, int] = {}
-    for upstream in projection.upstreams:
-        log = side.logs[upstream]
-        head = heads[upstream] = await asyncio.to_thread(log.head)
-        position = positions.get(upstream, 0)
-        oldest = None if position >= head else await asyncio.to_thread(log.first_after, position)
-        lag = 0.0 if oldest is None else max(0.0, (now - oldest).total_seconds())
-        upstreams.append(UpstreamStatus(upstream, position, head, lag))
-    building = None
-    if alias is not None and alias.building is not None:
-        built = await side.checkpoints.positions(projection.name, alias.building)
-        total = sum(heads.values()) or 1
-        building = f"{100 * sum(built.get(u, 0) for u in heads) / total:.0f}%"
-    code_version = projector_version(projection)
-    return ProjectionStatus(
-        name=projection.name,
-        generation=generation,
-        version=code_version if alias is None else alias.version,
-        upstreams=upstreams,
-        parked=await side.parked.count(projection.name, generation),
-        state=_state(alias, code_version, building),
-    )
 
 
 def status_table(rows: Sequence[ProjectionStatus]) -> Table:
@@ -163,6 +91,7 @@ def status_table(rows: Sequence[ProjectionStatus]) -> Table:
 
 
 async def _status(settings: Settings) -> list[ProjectionStatus]:
+    from ops.projection_status import projection_status
     from ops.projections import open_read_side
 
     async with open_read_side(settings) as side:
@@ -174,7 +103,7 @@ def status() -> None:
     """One row per projection: generation, position per upstream, head, lag, parked, state."""
     from ops.logs import configure_logging
 
-    settings = operator_settings()
+    settings = operator_settings("mongo_url", "redis_url")
     configure_logging("WARNING", json_lines=False)
     rows = _run_or_exit(settings, _status)
     out = console()
@@ -286,7 +215,7 @@ def rebuild(
     """Blue/green: build the next generation while the live one serves, switch, drop the old."""
     from ops.logs import configure_logging
 
-    settings = operator_settings()
+    settings = operator_settings("mongo_url", "redis_url")
     configure_logging("WARNING", json_lines=False)
     results = _run_or_exit(settings, lambda s: _rebuild(s, name, every, in_place))
     out = console()

@@ -12,7 +12,15 @@ import typer
 
 from ops.cli.environment import settings_or_exit
 from ops.cli.serve import Host, Port
-from ops.embedded import Plan, build_children, remove_env_file, running, write_env_file
+from ops.embedded import (
+    Plan,
+    build_children,
+    remove_discovery_file,
+    remove_env_file,
+    running,
+    write_discovery_file,
+    write_env_file,
+)
 from ops.engines import port_open
 from ops.supervisor import Supervisor
 
@@ -70,6 +78,7 @@ def _run(plan: Plan) -> int:
     specs = running(plan)
     stages = build_children(plan, specs)
     write_env_file(plan, specs)
+    write_discovery_file(plan, specs)
     _say(f"data in {plan.data_dir}, logs in {plan.logs}")
 
     def announce() -> None:
@@ -78,4 +87,5 @@ def _run(plan: Plan) -> int:
     try:
         return Supervisor(stages, say=_say).run(on_ready=announce)
     finally:
+        remove_discovery_file(plan)
         remove_env_file(plan)

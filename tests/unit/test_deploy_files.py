@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import importlib
 import json
+import logging
 import pkgutil
 import re
 import subprocess
@@ -37,6 +38,8 @@ from ops.settings import Settings
 REPO = Path(__file__).resolve().parents[2]
 COMPOSE = REPO / "compose.yaml"
 K8S = REPO / "ops" / "k8s"
+OBSERVABILITY = K8S / "observability"
+DEPLOY = REPO / "ops" / "deploy"
 PROMETHEUS = REPO / "ops" / "deploy" / "prometheus"
 DASHBOARD = REPO / "ops" / "deploy" / "grafana" / "dashboards" / "taskledger.json"
 WORKFLOW = REPO / ".github" / "workflows" / "ci.yml"
@@ -165,6 +168,10 @@ def test_compose_has_the_whole_production_topology() -> None:
         "grafana",
         "projector",
         "mailer",
+        "loki",
+        "alloy",
+        "otel-collector",
+        "tempo",
     ):
         assert name in services, f"compose.yaml has no {name}"
     api = {name: s for name, s in our_services() if s["command"][:2] == ["serve", "api"]}
@@ -189,15 +196,23 @@ def test_every_compose_taskledger_variable_is_a_setting() -> None:
         check_settings(env, f"compose service {name}")
 
 
+# Distroless images (no shell, no wget): no check can run inside them; they say so explicitly.
+NO_SHELL_IMAGES = {"loki", "otel-collector", "tempo"}
+
+
 def test_compose_dependencies_exist_and_have_health_checks() -> None:
     services = compose()["services"]
     for name, service in services.items():
         for dependency, rule in service.get("depends_on", {}).items():
             assert dependency in services, f"{name} depends on unknown {dependency}"
             if rule["condition"] == "service_healthy":
-                assert "healthcheck" in services[dependency], f"{dependency} has no healthcheck"
-        if name != "mongo-init":
-            assert "healthcheck" in service, f"{name} has no healthcheck"
+                check = services[dependency].get("healthcheck", {"disable": True})
+                assert not check.get("disable"), f"{dependency} has no healthcheck"
+        if name == "mongo-init":
+            continue
+        assert "healthcheck" in service, f"{name} has no healthcheck"
+        disabled = service["healthcheck"].get("disable", False)
+        assert disabled == (name in NO_SHELL_IMAGES), f"{name}: healthcheck disabled?"
 
 
 def test_the_worker_healthchecks_and_scrapes_use_the_ports_the_workers_serve() -> None:
@@ -283,10 +298,16 @@ def test_the_k8s_schema_check_catches_a_broken_manifest() -> None:
 
 
 def test_kustomization_lists_every_manifest_but_the_secret_example() -> None:
-    kustomization = load_yaml(K8S / "kustomization.yaml")
-    listed = set(kustomization["resources"])
-    on_disk = {p.name for p in K8S.glob("*.yaml")} - {"kustomization.yaml", "secret.example.yaml"}
-    assert listed == on_disk
+    for root in (K8S, OBSERVABILITY):
+        kustomization = load_yaml(root / "kustomization.yaml")
+        listed = set(kustomization["resources"])
+        on_disk = {p.name for p in root.glob("*.yaml")} - {
+            "kustomization.yaml",
+            "secret.example.yaml",
+        }
+        bases = {p.parent.name for p in root.glob("*/kustomization.yaml")}
+        assert listed == on_disk | bases, root
+    assert "observability" in load_yaml(K8S / "kustomization.yaml")["resources"]
 
 
 def by_kind(kind: str) -> dict[str, dict[str, Any]]:
@@ -340,6 +361,173 @@ def test_k8s_containers_run_real_commands_with_probes_on_their_own_ports() -> No
                 env[variable["name"]] = secret["stringData"][ref["key"]]
             check_settings(env, f"k8s deployment {name}")
         assert pod["securityContext"]["runAsNonRoot"] is True
+
+
+# --- Logs and traces ------------------------------------------------------------------------
+
+
+def observability_manifests() -> Iterator[tuple[Path, dict[str, Any]]]:
+    for path in sorted(OBSERVABILITY.glob("*.yaml")):
+        if path.name != "kustomization.yaml":
+            for doc in load_all(path):
+                yield path, doc
+
+
+def observability(kind: str) -> dict[str, dict[str, Any]]:
+    return {d["metadata"]["name"]: d for _, d in observability_manifests() if d["kind"] == kind}
+
+
+def listen_port(endpoint: str) -> int:
+    return int(endpoint.rsplit(":", 1)[1])
+
+
+@pytest.mark.parametrize("version", K8S_VERSIONS)
+def test_the_logs_and_traces_manifests_validate_against_the_kubernetes_schemas(
+    version: str,
+) -> None:
+    kinds = set()
+    for path, doc in observability_manifests():
+        try:
+            kubernetes_validate.validate(doc, version, strict=True)
+        except kubernetes_validate.ValidationError as exc:
+            pytest.fail(f"{path.name}: {doc['kind']} {doc['metadata']['name']}: {exc.message}")
+        kinds.add(doc["kind"])
+    assert {"StatefulSet", "Deployment", "Service", "ConfigMap", "RoleBinding"} <= kinds
+
+
+def test_every_file_compose_mounts_exists() -> None:
+    for name, service in compose()["services"].items():
+        for volume in service.get("volumes", []):
+            source = volume.split(":")[0]
+            if source.startswith("./"):
+                assert (REPO / source).exists(), f"{name} mounts missing {source}"
+
+
+def test_every_process_exports_spans_to_the_collector_which_forwards_them_to_tempo() -> None:
+    collector = load_yaml(DEPLOY / "otel-collector" / "config.yaml")
+    otlp_http = listen_port(collector["receivers"]["otlp"]["protocols"]["http"]["endpoint"])
+    k8s_env = by_kind("ConfigMap")["taskledger-config"]["data"]
+    for where, env in [*((n, s["environment"]) for n, s in our_services()), ("k8s", k8s_env)]:
+        assert env["TASKLEDGER_OTEL_ENABLED"] == "true", where
+        assert env["OTEL_EXPORTER_OTLP_ENDPOINT"] == f"http://otel-collector:{otlp_http}", where
+    for pipeline in collector["service"]["pipelines"].values():
+        for kind in ("receivers", "processors", "exporters"):
+            for component in pipeline[kind]:
+                assert component in collector[kind], f"undefined {kind[:-1]} {component}"
+    for extension in collector["service"]["extensions"]:
+        assert extension in collector["extensions"]
+    tempo = load_yaml(DEPLOY / "tempo" / "tempo.yaml")
+    tempo_otlp = listen_port(
+        tempo["distributor"]["receivers"]["otlp"]["protocols"]["grpc"]["endpoint"]
+    )
+    (exporter,) = collector["exporters"].values()
+    assert exporter["endpoint"] == f"tempo:{tempo_otlp}"
+    assert f"{tempo_otlp}" in compose()["services"]["tempo"]["expose"]
+    services = observability("Service")
+    assert tempo_otlp in {p["port"] for p in services["tempo"]["spec"]["ports"]}
+    assert otlp_http in {p["port"] for p in services["otel-collector"]["spec"]["ports"]}
+
+
+def alloy_configs() -> dict[str, str]:
+    k8s = observability("ConfigMap")["alloy-config"]["data"]["config.alloy"]
+    return {"compose": (DEPLOY / "alloy" / "config.alloy").read_text(), "k8s": k8s}
+
+
+def test_alloy_ships_every_container_s_lines_to_loki() -> None:
+    loki_port = load_yaml(DEPLOY / "loki" / "loki.yaml")["server"]["http_listen_port"]
+    for where, text in alloy_configs().items():
+        assert re.findall(r'url\s*=\s*"([^"]+)"', text) == [
+            f"http://loki:{loki_port}/loki/api/v1/push"
+        ], where
+        assert text.count("{") == text.count("}"), where
+        declared = set(re.findall(r'^([a-z_.]+) "([a-z_]+)" \{', text, re.MULTILINE))
+        used = re.findall(
+            r"= \[?([a-z_]+\.[a-z_.]+)\.([a-z_]+)\.(?:receiver|targets|rules|output)", text
+        )
+        assert used, where
+        for component in used:
+            assert component in declared, f"{where}: {component} is not declared"
+        # The label Grafana's trace-to-logs query selects.
+        assert 'values = { system = "taskledger" }' in text, where
+    mounts = compose()["services"]["alloy"]["volumes"]
+    assert "/var/run/docker.sock:/var/run/docker.sock:ro" in mounts
+
+
+def provisioned_datasources() -> dict[str, dict[str, Any]]:
+    folder = DEPLOY / "grafana" / "provisioning" / "datasources"
+    return {
+        source["uid"]: source
+        for path in sorted(folder.glob("*.yml"))
+        for source in load_yaml(path)["datasources"]
+    }
+
+
+def test_grafana_links_a_log_line_to_its_trace_and_a_trace_to_its_logs() -> None:
+    from consumers.event_context import bind_event_context
+    from domain.meta import meta
+    from ops.logs import line_formatter
+
+    trace_id = "4bf92f3577b34da6a3ce929d0e0e4736"
+    with bind_event_context(meta(None, "req-42", f"00-{trace_id}-00f067aa0ba902b7-01")):
+        record = logging.LogRecord("taskledger.mail", logging.INFO, __file__, 1, "sent", (), None)
+        line = line_formatter(json_lines=True).format(record)
+
+    sources = provisioned_datasources()
+    loki, tempo = sources["loki"], sources["tempo"]
+    assert (loki["type"], tempo["type"]) == ("loki", "tempo")
+    fields = {field["name"]: field for field in loki["jsonData"]["derivedFields"]}
+    # Grafana's regexes (JavaScript) find the ids in a real line of ours.
+    assert re.findall(fields["trace_id"]["matcherRegex"], line) == [trace_id], line
+    assert fields["trace_id"]["datasourceUid"] == "tempo"
+    assert re.findall(fields["correlation_id"]["matcherRegex"], line) == ["req-42"], line
+    for field in fields.values():
+        assert field["datasourceUid"] in sources
+        assert "$${__value.raw}" in field["url"]  # $$: not an environment variable
+    to_logs = tempo["jsonData"]["tracesToLogsV2"]
+    assert to_logs["datasourceUid"] == "loki"
+    assert to_logs["query"] == '{system="taskledger"} |= "$${__trace.traceId}"'
+    assert tempo["jsonData"]["serviceMap"]["datasourceUid"] in sources
+    loki_port = load_yaml(DEPLOY / "loki" / "loki.yaml")["server"]["http_listen_port"]
+    tempo_port = load_yaml(DEPLOY / "tempo" / "tempo.yaml")["server"]["http_listen_port"]
+    assert loki["url"] == f"http://loki:{loki_port}"
+    assert tempo["url"] == f"http://tempo:{tempo_port}"
+    depends = compose()["services"]["grafana"]["depends_on"]
+    assert {"loki", "tempo", "prometheus"} <= set(depends)
+
+
+def test_the_k8s_copies_of_the_configs_are_the_compose_ones() -> None:
+    configmaps = observability("ConfigMap")
+    for name, key, path in [
+        ("loki-config", "loki.yaml", DEPLOY / "loki" / "loki.yaml"),
+        ("tempo-config", "tempo.yaml", DEPLOY / "tempo" / "tempo.yaml"),
+        ("otel-collector-config", "config.yaml", DEPLOY / "otel-collector" / "config.yaml"),
+    ]:
+        assert configmaps[name]["data"][key] == path.read_text(), name
+    datasources = configmaps["grafana-datasources-logs-and-traces"]
+    assert datasources["metadata"]["labels"]["grafana_datasource"] == "1"
+    provisioning = DEPLOY / "grafana" / "provisioning" / "datasources" / "logs-and-traces.yml"
+    in_cluster = datasources["data"]["logs-and-traces.yml"]
+    assert in_cluster.replace(".taskledger.svc", "") == provisioning.read_text()
+    # Each workload mounts a config map that exists and is selected by its own Service.
+    services = observability("Service")
+    for kind in ("StatefulSet", "Deployment"):
+        for name, workload in observability(kind).items():
+            pod = workload["spec"]["template"]
+            for volume in pod["spec"]["volumes"]:
+                if "configMap" in volume:
+                    assert volume["configMap"]["name"] in configmaps, name
+            if name in services:
+                selector = services[name]["spec"]["selector"]
+                assert selector.items() <= pod["metadata"]["labels"].items(), name
+            for container in pod["spec"]["containers"]:
+                ports = {p["name"] for p in container["ports"]}
+                for probe in ("livenessProbe", "readinessProbe"):
+                    assert container[probe]["httpGet"]["port"] in ports, name
+    (binding,) = observability("RoleBinding").values()
+    assert (
+        binding["subjects"][0]["name"]
+        == observability("Deployment")["alloy"]["spec"]["template"]["spec"]["serviceAccountName"]
+    )
 
 
 # --- Prometheus, Grafana ----------------------------------------------------------------------

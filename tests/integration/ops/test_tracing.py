@@ -13,6 +13,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.trace import SpanKind
 
 from consumers.event_context import bind_event_context
+from domain.meta import meta
 from ops.observability import configure_tracing
 from tests.fixtures.api import Server, make_settings
 
@@ -72,3 +73,29 @@ def test_a_request_span_is_continued_by_the_worker_handling_its_event(
     assert format(worker_span.context.trace_id, "032x") == CLIENT_TRACE
     assert worker_span.parent is not None
     assert format(worker_span.parent.span_id, "016x") == server_span_id
+
+
+def test_each_event_of_a_batch_gets_its_own_span_in_its_own_trace(
+    spans: InMemorySpanExporter,
+) -> None:
+    from opentelemetry import trace
+
+    from projections.event_context import event_spans
+
+    spans.clear()
+    first, second = "1" * 32, "2" * 32
+    work = [
+        (meta(None, "req-1", f"00-{first}-{'a' * 16}-01"), "users: one"),
+        (meta(None, "req-2", f"00-{second}-{'b' * 16}-01"), "users: two"),
+        (meta(None, "req-3"), "users: no traceparent"),
+    ]
+    with event_spans(work):
+        # Not made current: what runs inside belongs to no single event's trace.
+        assert not trace.get_current_span().get_span_context().is_valid
+    finished = {s.name: s for s in spans.get_finished_spans()}
+    assert set(finished) == {"users: one", "users: two"}
+    for name, trace_id, parent in [("users: one", first, "a"), ("users: two", second, "b")]:
+        span = finished[name]
+        assert format(span.context.trace_id, "032x") == trace_id
+        assert span.parent is not None
+        assert format(span.parent.span_id, "016x") == parent * 16

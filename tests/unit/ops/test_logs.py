@@ -20,7 +20,8 @@ def formatted(message: str, **extra: object) -> dict[str, object]:
 
 
 def test_a_request_line_names_the_request_and_the_user_known_so_far() -> None:
-    state: dict[str, object] = {"request_id": "req-1"}
+    traceparent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+    state: dict[str, object] = {"request_id": "req-1", "traceparent": traceparent}
     token = http_request_state.set(state)
     try:
         before_auth = formatted("before")
@@ -30,6 +31,7 @@ def test_a_request_line_names_the_request_and_the_user_known_so_far() -> None:
         http_request_state.reset(token)
     assert before_auth["request_id"] == before_auth["correlation_id"] == "req-1"
     assert "user_id" not in before_auth
+    assert before_auth["trace_id"] == "4bf92f3577b34da6a3ce929d0e0e4736"
     assert after_auth["user_id"] == "user-9"
     assert after_auth["route"] == "/v1/tasks"
     assert after_auth["message"] == "after"
@@ -44,8 +46,10 @@ def test_a_worker_line_carries_the_correlation_id_and_traceparent_of_its_event()
         outside = formatted("idle")
         assert inside["correlation_id"] == "req-42"
         assert inside["traceparent"] == traceparent
+        assert inside["trace_id"] == "4bf92f3577b34da6a3ce929d0e0e4736"
         assert inside["mail_kind"] == "reset"
         assert "correlation_id" not in outside
+        assert "trace_id" not in outside
 
 
 def test_plain_text_lines_for_people_still_carry_the_context() -> None:
