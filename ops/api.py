@@ -28,6 +28,7 @@ from ops.metrics import router as metrics_router
 from ops.observability import ObservabilityMiddleware, configure_tracing
 from ops.queries import open_query_side
 from ops.settings import Routes, Settings
+from ops.web import router as web_router
 from queries.history import http as task_history
 from queries.http import tasks as task_queries
 from queries.http import users as user_queries
@@ -121,6 +122,8 @@ def build_api(settings: Settings, routes: Routes = "all") -> FastAPI:
     app.add_middleware(RequestIdMiddleware)
     app.include_router(health.router)
     app.include_router(metrics_router)
+    # The web client, on every kind of API process: the gateway sends / to the task routes.
+    app.include_router(web_router)
     if routes in ("auth", "all"):
         app.include_router(auth_commands.router)
         app.include_router(user_queries.router)
