@@ -51,7 +51,10 @@ async function api(method, path, { body, headers = {}, auth = true, retried = fa
     throw new ApiError(0, { detail: "The server did not answer. Check your connection." });
   }
   if (res.status === 401 && auth && !retried) {
-    if (access === sent) await refresh(); // else another call has refreshed already
+    // Refresh once for everyone: wait for one in flight; if another call already refreshed,
+    // just retry with its token.
+    if (refreshing) await refreshing;
+    else if (access === sent) await refresh();
     if (access) return api(method, path, { body, headers, auth, retried: true });
     const ended = "Your session has ended. Please log in again.";
     signedOut(ended);
@@ -213,6 +216,7 @@ for (const link of document.querySelectorAll("[data-view]")) {
   link.addEventListener("click", (event) => {
     event.preventDefault();
     say("");
+    if (location.pathname !== "/") history.replaceState(null, "", "/");
     show(link.dataset.view);
   });
 }

@@ -129,147 +129,12 @@ def test_a_person_uses_the_whole_product_in_a_browser(
         url = up.start()
         desktop = _context(browser, DESKTOP)
         tab = Watched(desktop)
-        page = tab.page
-        page.goto(url)
-
-        # Register, then log in.
-        page.get_by_role("link", name="Create an account").click()
-        _view(page).get_by_label("Email").fill(email)
-        _view(page).get_by_label("Display name").fill("Ada")
-        _view(page).get_by_label("Password").fill(password)
-        page.get_by_role("button", name="Create account").click()
-        expect(page.get_by_role("status")).to_contain_text("Your account is ready")
-        expect(_view(page).get_by_label("Email")).to_have_value(email)
-        _view(page).get_by_label("Password").fill("not my password")
-        _view(page).get_by_role("button", name="Log in").click()
-        expect(page.get_by_role("alert").first).to_have_text("email or password is wrong")
-        _log_in(page, email, password)
-        expect(page.get_by_role("heading", name="Tasks")).to_be_visible()
-        expect(page.locator("#who-name")).to_have_text("Ada")
-
-        # Create, edit, change status.
-        # Due in ten days, 17:00 UTC (the browser's zone), as the datetime-local field takes it.
-        due = (datetime.now(UTC) + timedelta(days=10)).replace(hour=17, minute=0, second=0)
-        _new_task(
-            page,
-            "Write the quarterly report",
-            "high",
-            "work, writing",
-            "Figures from Q3",
-            due.strftime("%Y-%m-%dT%H:%M"),
-        )
-        _new_task(page, "Buy milk", "low", "home")
-        _new_task(page, "Call the plumber", "medium", "home")
-        page.get_by_role("button", name="Edit Write the quarterly report").click()
-        page.get_by_role("dialog").get_by_label("Title").fill("Write the Q4 report")
-        page.get_by_role("dialog").get_by_role("button", name="Save").click()
-        expect(page.get_by_role("status")).to_have_text("“Write the Q4 report” is saved.")
-        page.get_by_label("Status of Write the Q4 report").select_option("in_progress")
-        expect(page.get_by_role("status")).to_contain_text("is now In progress")
-        page.get_by_label("Status of Buy milk").select_option("done")
-        expect(page.get_by_role("status")).to_have_text("“Buy milk” is now Done.")
-
-        # A write elsewhere while the dialog is open: the conflict is said, and resolved.
-        page.get_by_role("button", name="Edit Call the plumber").click()
-        with httpx.Client(base_url=url, timeout=30) as client:
-            tokens = login(client, email, password)
-            tasks = client.get("/v1/tasks", headers=bearer(tokens)).json()["items"]
-            plumber = next(t for t in tasks if t["title"] == "Call the plumber")
-            elsewhere = client.patch(
-                f"/v1/tasks/{plumber['id']}",
-                json={"title": "Call the plumber about the leak"},
-                headers=bearer(tokens),
-            )
-            assert elsewhere.status_code == 200
-        dialog = page.get_by_role("dialog")
-        dialog.get_by_label("Priority").select_option("high")
-        dialog.get_by_role("button", name="Save").click()
-        expect(dialog.get_by_role("alert")).to_contain_text("changed elsewhere")
-        expect(dialog.get_by_role("alert")).to_contain_text("changed: title")
-        dialog.get_by_role("button", name="Load the latest version").click()
-        expect(dialog.get_by_label("Title")).to_have_value("Call the plumber about the leak")
-        dialog.get_by_label("Priority").select_option("high")
-        dialog.get_by_role("button", name="Save").click()
-        expect(page.get_by_role("dialog")).to_be_hidden()
-        plumber_item = page.locator("#task-list > li").filter(has_text="about the leak")
-        expect(plumber_item).to_contain_text("high priority")
-        report_item = page.locator("#task-list > li").filter(has_text="Q4 report")
-        expect(report_item).to_contain_text(re.compile(rf"due {due.day} \w+ {due.year}, 17:00:00"))
-        expect(page.locator("#stats")).to_have_text("1 to do · 1 in progress · 1 done · 0 overdue")
-        page.screenshot(path=str(shots / "tasks-desktop.png"), full_page=True)
-
-        # Filters and cursor paging.
-        page.get_by_label("Search").fill("report")
-        page.get_by_role("button", name="Apply").click()
-        expect(page.locator("#task-list > li")).to_have_count(1)
-        page.get_by_role("button", name="Clear").click()
-        expect(page.locator("#task-list > li")).to_have_count(3)
-        with httpx.Client(base_url=url, timeout=30) as client:
-            for n in range(9):
-                made = client.post(
-                    "/v1/tasks", json={"title": f"Chore {n}"}, headers=bearer(tokens)
-                )
-                assert made.status_code == 201
-        page.get_by_label("Per page").select_option("10")
-        page.get_by_role("button", name="Apply").click()
-        expect(page.locator("#task-list > li")).to_have_count(10)
-        page.get_by_role("button", name="Next →").click()
-        expect(page.locator("#page-no")).to_have_text("Page 2")
-        expect(page.locator("#task-list > li")).to_have_count(2)
-        expect(page.get_by_role("button", name="Next →")).to_be_disabled()
-        page.get_by_role("button", name="← Previous").click()
-        expect(page.locator("#task-list > li")).to_have_count(10)
-
-        # A reload forgets the access token: the refresh token in the tab gets a new one.
-        page.reload()
-        expect(page.get_by_role("heading", name="Tasks")).to_be_visible()
-
-        # History, and the task as of each instant on its timeline.
-        page.get_by_role("button", name="History of Write the Q4 report").click()
-        expect(page.get_by_role("heading", name="History of “Write the Q4 report”")).to_be_visible()
-        entries = page.locator("#timeline > li")
-        expect(entries).to_have_count(3)
-        expect(entries.nth(0)).to_contain_text("Created · v1")
-        expect(entries.nth(1)).to_contain_text("Edited · v2")
-        expect(entries.nth(1)).to_contain_text("by you")
-        expect(entries.nth(2)).to_contain_text("Status changed · v3")
-        state = page.locator("#asof-state")
-        expect(state.locator("dd.changed mark")).to_have_text("In progress")
-        entries.nth(0).get_by_role("button").click()
-        expect(state).to_contain_text("Write the quarterly report")
-        expect(state).to_contain_text("To do")
-        expect(state.locator("dd.changed")).to_have_count(0)
-        # The slider steps through the same instants from the keyboard.
-        page.get_by_label("Step through the changes").press("ArrowRight")
-        expect(state.locator("dd.changed mark")).to_have_text("Write the Q4 report")
-        expect(state.locator("dd.changed del")).to_have_text("Write the quarterly report")
-        expect(entries.nth(1).get_by_role("button")).to_have_attribute("aria-current", "true")
-        page.screenshot(path=str(shots / "history-desktop.png"), full_page=True)
-        page.get_by_role("button", name="← Back to tasks").click()
-        page.get_by_role("button", name="Log out").click()
-        expect(page.get_by_role("status")).to_have_text("You are logged out.")
-
-        # Forgot the password: the mailed link opens the reset page of this very up.
-        page.get_by_role("link", name="Forgot your password?").click()
-        _view(page).get_by_label("Email").fill(email)
-        page.get_by_role("button", name="Send the link").click()
-        expect(page.get_by_role("status")).to_contain_text("a mail with a reset link")
-        mail = _wait_for(data_dir / "mail", "Reset your taskledger password")
-        body = mail.get_body(("plain",))
-        assert body is not None
-        found = LINK.search(body.get_content())
-        assert found is not None
-        assert found.group(1) == f"{url}/reset-password"  # the port up serves, not 8000
-        token = found.group(2)
-        page.goto(found.group(0))
-        expect(page.get_by_role("heading", name="Choose a new password")).to_be_visible()
-        assert page.url == f"{url}/reset-password"  # the token is gone from the address bar
-        page.get_by_label(re.compile(r"^New password")).fill(fresh)
-        page.get_by_label("The same again").fill(fresh)
-        page.get_by_role("button", name="Set the new password").click()
-        expect(page.get_by_role("status")).to_contain_text("Your password is changed")
-        _log_in(page, email, fresh)
-        expect(page.get_by_role("heading", name="Tasks")).to_be_visible()
+        tab.page.goto(url)
+        _register_and_log_in(tab.page, email, password)
+        _create_edit_and_meet_a_conflict(tab.page, url, email, password, shots)
+        _filter_page_and_delete(tab.page, url, email, password)
+        _history_and_as_of(tab.page, shots)
+        token = _forget_and_reset(tab.page, data_dir, url, email, password, fresh)
 
         # No token in any URL the browser asked for, nor in any log of the run.
         assert not [u for u in tab.urls if "token" in u.split("#")[0] or token in u.split("#")[0]]
@@ -278,24 +143,195 @@ def test_a_person_uses_the_whole_product_in_a_browser(
         assert tab.errors == []
         desktop.close()
 
-        # A phone-sized screen: everything fits the width, nothing scrolls sideways.
         phone = _context(browser, PHONE)
         small = Watched(phone)
         small.page.goto(url)
-        _log_in(small.page, email, fresh)
-        expect(small.page.get_by_role("heading", name="Tasks")).to_be_visible()
-        expect(small.page.locator("#filters")).not_to_have_attribute("open", "")  # list first
-        expect(small.page.locator("#task-list > li")).to_have_count(12)
-        assert small.page.evaluate("document.documentElement.scrollWidth <= innerWidth")
-        small.page.screenshot(path=str(shots / "tasks-phone.png"))
-        small.page.get_by_role("button", name="History of Write the Q4 report").click()
-        small.page.locator("#timeline > li").nth(1).get_by_role("button").click()
-        expect(small.page.locator("#asof-state dd.changed mark")).to_have_text(
-            "Write the Q4 report"
-        )
-        assert small.page.evaluate("document.documentElement.scrollWidth <= innerWidth")
-        expect(small.page.get_by_role("heading", name="As of")).to_be_in_viewport()
-        small.page.evaluate("scrollTo(0, 0)")
-        small.page.screenshot(path=str(shots / "history-phone.png"))
+        _on_a_phone(small.page, email, fresh, shots)
         assert small.errors == []
         phone.close()
+
+
+def _register_and_log_in(page: Page, email: str, password: str) -> None:
+    page.get_by_role("link", name="Create an account").click()
+    _view(page).get_by_label("Email").fill(email)
+    _view(page).get_by_label("Display name").fill("Ada")
+    _view(page).get_by_label("Password").fill(password)
+    page.get_by_role("button", name="Create account").click()
+    expect(page.get_by_role("status")).to_contain_text("Your account is ready")
+    expect(_view(page).get_by_label("Email")).to_have_value(email)
+    _view(page).get_by_label("Password").fill("not my password")
+    _view(page).get_by_role("button", name="Log in").click()
+    expect(page.get_by_role("alert").first).to_have_text("email or password is wrong")
+    _log_in(page, email, password)
+    expect(page.get_by_role("heading", name="Tasks")).to_be_visible()
+    expect(page.locator("#who-name")).to_have_text("Ada")
+
+
+def _create_edit_and_meet_a_conflict(
+    page: Page, url: str, email: str, password: str, shots: Path
+) -> None:
+    # Due in ten days, 17:00 UTC (the browser's zone), as the datetime-local field takes it.
+    due = (datetime.now(UTC) + timedelta(days=10)).replace(hour=17, minute=0, second=0)
+    _new_task(
+        page,
+        "Write the quarterly report",
+        "high",
+        "work, writing",
+        "Figures from Q3",
+        due.strftime("%Y-%m-%dT%H:%M"),
+    )
+    _new_task(page, "Buy milk", "low", "home")
+    _new_task(page, "Call the plumber", "medium", "home")
+    page.get_by_role("button", name="Edit Write the quarterly report").click()
+    page.get_by_role("dialog").get_by_label("Title").fill("Write the Q4 report")
+    page.get_by_role("dialog").get_by_role("button", name="Save").click()
+    expect(page.get_by_role("status")).to_have_text("“Write the Q4 report” is saved.")
+    page.get_by_label("Status of Write the Q4 report").select_option("in_progress")
+    expect(page.get_by_role("status")).to_contain_text("is now In progress")
+    page.get_by_label("Status of Buy milk").select_option("done")
+    expect(page.get_by_role("status")).to_have_text("“Buy milk” is now Done.")
+
+    # A write elsewhere while the dialog is open: the conflict is said, and resolved.
+    page.get_by_role("button", name="Edit Call the plumber").click()
+    with httpx.Client(base_url=url, timeout=30) as client:
+        tokens = login(client, email, password)
+        tasks = client.get("/v1/tasks", headers=bearer(tokens)).json()["items"]
+        plumber = next(t for t in tasks if t["title"] == "Call the plumber")
+        elsewhere = client.patch(
+            f"/v1/tasks/{plumber['id']}",
+            json={"title": "Call the plumber about the leak"},
+            headers=bearer(tokens),
+        )
+        assert elsewhere.status_code == 200
+    dialog = page.get_by_role("dialog")
+    dialog.get_by_label("Priority").select_option("high")
+    dialog.get_by_role("button", name="Save").click()
+    expect(dialog.get_by_role("alert")).to_contain_text("changed elsewhere")
+    expect(dialog.get_by_role("alert")).to_contain_text("changed: title")
+    dialog.get_by_role("button", name="Load the latest version").click()
+    expect(dialog.get_by_label("Title")).to_have_value("Call the plumber about the leak")
+    dialog.get_by_label("Priority").select_option("high")
+    dialog.get_by_role("button", name="Save").click()
+    expect(page.get_by_role("dialog")).to_be_hidden()
+    plumber_item = page.locator("#task-list > li").filter(has_text="about the leak")
+    expect(plumber_item).to_contain_text("high priority")
+    report_item = page.locator("#task-list > li").filter(has_text="Q4 report")
+    expect(report_item).to_contain_text(re.compile(rf"due {due.day} \w+ {due.year}, 17:00:00"))
+    expect(page.locator("#stats")).to_have_text("1 to do · 1 in progress · 1 done · 0 overdue")
+    page.screenshot(path=str(shots / "tasks-desktop.png"), full_page=True)
+
+
+def _filter_page_and_delete(page: Page, url: str, email: str, password: str) -> None:
+    items = page.locator("#task-list > li")
+    page.get_by_label("Search").fill("report")
+    page.get_by_role("button", name="Apply").click()
+    expect(items).to_have_count(1)
+    page.get_by_role("button", name="Clear").click()
+    expect(items).to_have_count(3)
+    _view(page).get_by_label("Status", exact=True).select_option("done")
+    page.get_by_role("button", name="Apply").click()
+    expect(items).to_have_count(1)
+    expect(items).to_contain_text("Buy milk")
+    page.get_by_role("button", name="Clear").click()
+
+    with httpx.Client(base_url=url, timeout=30) as client:
+        tokens = login(client, email, password)
+        for n in range(10):
+            made = client.post("/v1/tasks", json={"title": f"Chore {n}"}, headers=bearer(tokens))
+            assert made.status_code == 201
+    page.get_by_label("Per page").select_option("10")
+    page.get_by_role("button", name="Apply").click()
+    expect(items).to_have_count(10)
+    page.get_by_role("button", name="Next →").click()
+    expect(page.locator("#page-no")).to_have_text("Page 2")
+    expect(items).to_have_count(3)
+    expect(page.get_by_role("button", name="Next →")).to_be_disabled()
+    page.get_by_role("button", name="← Previous").click()
+    expect(items).to_have_count(10)
+
+    page.once("dialog", lambda confirm: confirm.accept())
+    page.get_by_role("button", name="Delete Chore 9").click()
+    expect(page.get_by_role("status")).to_have_text("“Chore 9” is deleted.")
+    expect(page.get_by_role("button", name="Delete Chore 9")).to_have_count(0)
+
+    # A reload forgets the access token: the refresh token in the tab gets a new one.
+    page.reload()
+    expect(page.get_by_role("heading", name="Tasks")).to_be_visible()
+    expect(page.locator("#stats")).to_have_text("10 to do · 1 in progress · 1 done · 0 overdue")
+
+
+def _history_and_as_of(page: Page, shots: Path) -> None:
+    page.get_by_role("button", name="History of Write the Q4 report").click()
+    expect(page.get_by_role("heading", name="History of “Write the Q4 report”")).to_be_visible()
+    entries = page.locator("#timeline > li")
+    expect(entries).to_have_count(3)
+    expect(entries.nth(0)).to_contain_text("Created · v1")
+    expect(entries.nth(1)).to_contain_text("Edited · v2")
+    expect(entries.nth(1)).to_contain_text("by you")
+    expect(entries.nth(2)).to_contain_text("Status changed · v3")
+    state = page.locator("#asof-state")
+    expect(state.locator("dd.changed mark")).to_have_text("In progress")
+    entries.nth(0).get_by_role("button").click()
+    expect(state).to_contain_text("Write the quarterly report")
+    expect(state).to_contain_text("To do")
+    expect(state.locator("dd.changed")).to_have_count(0)
+    # Any instant: a minute before the task was made, it did not exist.
+    created = datetime.fromisoformat(page.locator("#asof-when").get_attribute("datetime") or "")
+    page.get_by_label("Or any instant").fill(f"{created - timedelta(minutes=1):%Y-%m-%dT%H:%M:%S}")
+    page.get_by_role("button", name="Show").click()
+    expect(page.locator("#asof-missing")).to_have_text("The task did not exist at this instant.")
+    expect(state.locator("dd")).to_have_count(0)
+    # The slider steps through the timeline's instants from the keyboard.
+    page.get_by_label("Step through the changes").press("ArrowRight")
+    expect(state.locator("dd.changed mark")).to_have_text("Write the Q4 report")
+    expect(state.locator("dd.changed del")).to_have_text("Write the quarterly report")
+    expect(entries.nth(1).get_by_role("button")).to_have_attribute("aria-current", "true")
+    page.screenshot(path=str(shots / "history-desktop.png"), full_page=True)
+    page.get_by_role("button", name="← Back to tasks").click()
+    page.get_by_role("button", name="Log out").click()
+    expect(page.get_by_role("status")).to_have_text("You are logged out.")
+
+
+def _forget_and_reset(
+    page: Page, data_dir: Path, url: str, email: str, old: str, fresh: str
+) -> str:
+    """Forgot-password, the link from the .eml, a new password; returns the reset token."""
+    page.get_by_role("link", name="Forgot your password?").click()
+    _view(page).get_by_label("Email").fill(email)
+    page.get_by_role("button", name="Send the link").click()
+    expect(page.get_by_role("status")).to_contain_text("a mail with a reset link")
+    mail = _wait_for(data_dir / "mail", "Reset your taskledger password")
+    body = mail.get_body(("plain",))
+    assert body is not None
+    found = LINK.search(body.get_content())
+    assert found is not None
+    assert found.group(1) == f"{url}/reset-password"  # the port up serves, not 8000
+    page.goto(found.group(0))
+    expect(page.get_by_role("heading", name="Choose a new password")).to_be_visible()
+    assert page.url == f"{url}/reset-password"  # the token is gone from the address bar
+    page.get_by_label(re.compile(r"^New password")).fill(fresh)
+    page.get_by_label("The same again").fill(fresh)
+    page.get_by_role("button", name="Set the new password").click()
+    expect(page.get_by_role("status")).to_contain_text("Your password is changed")
+    _log_in(page, email, old)
+    expect(page.get_by_role("alert").first).to_have_text("email or password is wrong")
+    _log_in(page, email, fresh)
+    expect(page.get_by_role("heading", name="Tasks")).to_be_visible()
+    return found.group(2)
+
+
+def _on_a_phone(page: Page, email: str, password: str, shots: Path) -> None:
+    """A phone-sized screen: everything fits the width, nothing scrolls sideways."""
+    _log_in(page, email, password)
+    expect(page.get_by_role("heading", name="Tasks")).to_be_visible()
+    expect(page.locator("#filters")).not_to_have_attribute("open", "")  # the list first
+    expect(page.locator("#task-list > li")).to_have_count(12)
+    assert page.evaluate("document.documentElement.scrollWidth <= innerWidth")
+    page.screenshot(path=str(shots / "tasks-phone.png"))
+    page.get_by_role("button", name="History of Write the Q4 report").click()
+    page.locator("#timeline > li").nth(1).get_by_role("button").click()
+    expect(page.locator("#asof-state dd.changed mark")).to_have_text("Write the Q4 report")
+    expect(page.get_by_role("heading", name="As of")).to_be_in_viewport()
+    assert page.evaluate("document.documentElement.scrollWidth <= innerWidth")
+    page.evaluate("scrollTo(0, 0)")
+    page.screenshot(path=str(shots / "history-phone.png"))
