@@ -43,6 +43,10 @@ CHROMIUM_ARGS = [
 ]
 DESKTOP = {"width": 1200, "height": 820}
 PHONE = {"width": 390, "height": 844}
+# Every form control of the page, those of each task included, has a name a screen reader says.
+UNLABELLED = """[...document.querySelectorAll("input, select, textarea, button")]
+    .filter((c) => !c.labels?.length && !c.getAttribute("aria-label") && !c.textContent.trim())
+    .map((c) => c.outerHTML)"""
 LINK = re.compile(r"(http://\S+/reset-password)#token=([A-Za-z0-9_\-.]+)")
 
 
@@ -218,6 +222,7 @@ def _create_edit_and_meet_a_conflict(
     report_item = page.locator("#task-list > li").filter(has_text="Q4 report")
     expect(report_item).to_contain_text(re.compile(rf"due {due.day} \w+ {due.year}, 17:00:00"))
     expect(page.locator("#stats")).to_have_text("1 to do · 1 in progress · 1 done · 0 overdue")
+    assert page.evaluate(UNLABELLED) == []
     page.screenshot(path=str(shots / "tasks-desktop.png"), full_page=True)
 
 
