@@ -142,8 +142,12 @@ def test_a_person_uses_the_whole_product_in_a_browser(
 
         # No token in any URL the browser asked for, nor in any log of the run.
         assert not [u for u in tab.urls if "token" in u.split("#")[0] or token in u.split("#")[0]]
+        refresh_token = tab.page.evaluate("sessionStorage.getItem('taskledger.refresh')")
+        assert isinstance(refresh_token, str)
+        assert len(refresh_token) > 20
         logs = "".join(p.read_text(errors="replace") for p in (data_dir / "logs").glob("*.log"))
         assert token not in logs
+        assert refresh_token not in logs
         assert tab.errors == []
         desktop.close()
 
