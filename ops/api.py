@@ -33,6 +33,7 @@ from ops.projection_status import refresh_gauges
 from ops.projections import read_side_on
 from ops.queries import open_query_side
 from ops.settings import Routes, Settings
+from ops.web import router as web_router
 from projections.log import EventsourcingLog
 from queries.history import http as task_history
 from queries.http import tasks as task_queries
@@ -151,6 +152,8 @@ def build_api(settings: Settings, routes: Routes = "all") -> FastAPI:
     app.add_middleware(RequestIdMiddleware)
     app.include_router(health.router)
     app.include_router(metrics_router)
+    # The web client, on every kind of API process: the gateway sends / to the task routes.
+    app.include_router(web_router)
     if routes in ("auth", "all"):
         app.include_router(auth_commands.router)
         app.include_router(user_queries.router)

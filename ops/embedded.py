@@ -275,6 +275,9 @@ def exported(plan: Plan, specs: Sequence[ChildSpec]) -> dict[str, str]:
     if plan.settings.jwt_secret is None and plan.settings.jwt_secret_file is None:
         # The secret generated into the data dir, shared by every process of this run.
         env["TASKLEDGER_JWT_SECRET_FILE"] = str(plan.data_dir / "secret.key")
+    if "reset_url_base" not in plan.settings.model_fields_set:
+        # The mailed link opens the reset page this run serves, whatever --host and --port say.
+        env["TASKLEDGER_RESET_URL_BASE"] = plan.probe_url + "/reset-password"
     for spec in specs:
         env.update(spec.exports(plan))
     return env

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from ops.embedded import Plan, running, taskledger, write_env_file
+from ops.embedded import Plan, exported, running, taskledger, write_env_file
 from ops.settings import Settings
 
 
@@ -46,3 +46,30 @@ def test_up_env_reads_back_exactly_in_a_shell_whatever_the_data_dir_is_called(
         check=True,
     )
     assert read_back.stdout == str(data_dir.resolve())
+
+
+@pytest.mark.parametrize(
+    ("host", "port", "link"),
+    [
+        ("127.0.0.1", 8222, "http://127.0.0.1:8222/reset-password"),
+        ("localhost", 9000, "http://localhost:9000/reset-password"),
+        # Listening everywhere: this machine reaches the page on loopback.
+        ("0.0.0.0", 8001, "http://127.0.0.1:8001/reset-password"),
+        ("::1", 8002, "http://[::1]:8002/reset-password"),
+    ],
+)
+def test_the_reset_link_opens_the_page_this_up_serves(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, host: str, port: int, link: str
+) -> None:
+    monkeypatch.delenv("TASKLEDGER_RESET_URL_BASE", raising=False)
+    plan = Plan.for_run(Settings(data_dir=tmp_path), host, port)
+    assert exported(plan, [])["TASKLEDGER_RESET_URL_BASE"] == link
+
+
+def test_a_reset_url_base_the_operator_set_is_kept(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("TASKLEDGER_RESET_URL_BASE", "https://tasks.example.org/reset-password")
+    plan = Plan.for_run(Settings(data_dir=tmp_path), "127.0.0.1", 8222)
+    assert "TASKLEDGER_RESET_URL_BASE" not in exported(plan, [])
+    assert plan.settings.reset_url_base == "https://tasks.example.org/reset-password"
