@@ -26,6 +26,7 @@ from ops.bootstrap import (
 from ops.http import BodyLimitMiddleware, RequestIdMiddleware, install_error_handlers
 from ops.metrics import router as metrics_router
 from ops.observability import ObservabilityMiddleware, configure_tracing
+from ops.openapi import install_contract, operation_id
 from ops.queries import open_query_side
 from ops.settings import Routes, Settings
 from queries.history import http as task_history
@@ -110,11 +111,13 @@ def build_api(settings: Settings, routes: Routes = "all") -> FastAPI:
         description="An event-sourced task manager: commands append events, reads come "
         "from projections. Errors are RFC 9457 problem details.",
         lifespan=lifespan,
+        generate_unique_id_function=operation_id,
         # Without our tracing, FastAPI's own OpenTelemetry would still ask the global
         # providers whether to record on every request (a few percent of a command's CPU).
         telemetry=None if tracing else {"tracing": False, "metrics": False, "logs": False},
     )
     install_error_handlers(app)
+    install_contract(app)
     app.add_middleware(BodyLimitMiddleware)
     # Inside RequestIdMiddleware, so the request id is known to every log line it binds.
     app.add_middleware(ObservabilityMiddleware, tracing=tracing)
