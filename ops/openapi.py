@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
@@ -18,7 +19,7 @@ from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import compile_path
 
-from ops.http import PROBLEM_JSON, problem
+from ops.http import PROBLEM_JSON, _validation_error, problem
 
 REF = "#/components/schemas/"
 
@@ -162,13 +163,25 @@ async def _method_not_allowed(request: Request, exc: Exception) -> JSONResponse:
     # OPTIONS /v1/tasks/{id}); the document knows every method of the resource.
     assert isinstance(exc, StarletteHTTPException)
     methods = allowed_methods(request.app.openapi(), request.url.path)
-    allow = ", ".join(methods) if methods else (exc.headers or {}).get("Allow", "")
+    return _not_allowed(request, methods or [(exc.headers or {}).get("Allow", "")])
+
+
+async def _invalid_or_not_allowed(request: Request, exc: Exception) -> JSONResponse:
+    # PATCH /v1/tasks/stats reaches PATCH /v1/tasks/{task_id}, whose id check fails (422); but
+    # the resource /v1/tasks/stats has no PATCH, so the answer is 405 as for any other method.
+    methods = allowed_methods(request.app.openapi(), request.url.path)
+    if methods is not None and request.method not in methods:
+        return _not_allowed(request, methods)
+    return _validation_error(request, exc)
+
+
+def _not_allowed(request: Request, methods: list[str]) -> JSONResponse:
     return problem(
         405,
         "method-not-allowed",
         "Method not allowed",
         f"{request.method} is not allowed here; Allow lists what is",
-        headers={"Allow": allow},
+        headers={"Allow": ", ".join(methods)},
     )
 
 
@@ -180,3 +193,4 @@ def install_contract(app: FastAPI) -> None:
 
     app.openapi = openapi  # type: ignore[method-assign]
     app.add_exception_handler(405, _method_not_allowed)
+    app.add_exception_handler(RequestValidationError, _invalid_or_not_allowed)

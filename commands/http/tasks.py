@@ -151,7 +151,12 @@ _IF_MATCH_FAILED: dict[int | str, dict[str, Any]] = {
             "headers": {
                 "ETag": _ETAG_HEADER,
                 "Location": {"description": "the task's URL", "schema": {"type": "string"}},
-            }
+            },
+            # What a client (and a stateful fuzzer) can do next with the new task's id.
+            "links": {
+                name: {"operationId": name, "parameters": {"task_id": "$response.body#/id"}}
+                for name in ("getTask", "updateTask", "deleteTask", "getTaskHistory")
+            },
         }
     },
 )
