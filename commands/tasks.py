@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Set as AbstractSet
 from datetime import datetime
 from typing import Any, Required, TypedDict, Unpack
 from uuid import UUID
@@ -57,7 +58,7 @@ class Tasks(WriteApplication):
         *,
         actor: UUID,
         changes: Mapping[str, Any],
-        expected_version: int | None = None,
+        expected_version: int | AbstractSet[int] | None = None,
         meta: Meta,
     ) -> Written:
         """Only the owner may change a task; a stale If-Match is refused, a lost race retried."""
@@ -73,7 +74,12 @@ class Tasks(WriteApplication):
 
     @counted("delete_task")
     def delete_task(
-        self, task_id: UUID, *, actor: UUID, expected_version: int | None = None, meta: Meta
+        self,
+        task_id: UUID,
+        *,
+        actor: UUID,
+        expected_version: int | AbstractSet[int] | None = None,
+        meta: Meta,
     ) -> Written:
         """Only the owner may delete a task; afterwards it is gone for every command."""
         return self._write(task_id, actor, expected_version, lambda task: task.delete(meta))
@@ -92,14 +98,16 @@ class Tasks(WriteApplication):
         self,
         task_id: UUID,
         actor: UUID,
-        expected_version: int | None,
+        expected_version: int | AbstractSet[int] | None,
         apply: Callable[[Task], None],
     ) -> Written:
-        attempts = 1 if expected_version is not None else RACE_RETRIES
+        # If-Match may name several versions (a list of ETags): any of them is current enough.
+        expected = {expected_version} if isinstance(expected_version, int) else expected_version
+        attempts = 1 if expected is not None else RACE_RETRIES
         for _ in range(attempts):
             task = self.get_owned(task_id, actor)
-            if expected_version is not None and task.version != expected_version:
-                raise VersionMismatch(expected_version, task.version)
+            if expected is not None and task.version not in expected:
+                raise VersionMismatch(sorted(expected), task.version)
             apply(task)
             if not task.pending_events:
                 return Written(task.id, task.version, None)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 
 class DomainError(Exception):
     """Base of every error a caller can cause."""
@@ -30,8 +32,9 @@ class EmailTaken(DomainError):
 class VersionMismatch(DomainError):
     """The caller's If-Match is not the current version."""
 
-    def __init__(self, expected: int, actual: int) -> None:
-        super().__init__(f"expected version {expected}, current version is {actual}")
+    def __init__(self, expected: Sequence[int], actual: int) -> None:
+        named = " or ".join(map(str, expected)) or "no version of ours"
+        super().__init__(f"If-Match names {named}; the current version is {actual}")
         self.expected = expected
         self.actual = actual
 

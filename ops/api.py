@@ -31,6 +31,7 @@ from ops.metrics import router as metrics_router
 from ops.observability import ObservabilityMiddleware, configure_tracing
 from ops.projection_status import refresh_gauges
 from ops.projections import read_side_on
+from ops.openapi import install_contract, operation_id
 from ops.queries import open_query_side
 from ops.settings import Routes, Settings
 from ops.web import router as web_router
@@ -141,11 +142,13 @@ def build_api(settings: Settings, routes: Routes = "all") -> FastAPI:
         description="An event-sourced task manager: commands append events, reads come "
         "from projections. Errors are RFC 9457 problem details.",
         lifespan=lifespan,
+        generate_unique_id_function=operation_id,
         # Without our tracing, FastAPI's own OpenTelemetry would still ask the global
         # providers whether to record on every request (a few percent of a command's CPU).
         telemetry=None if tracing else {"tracing": False, "metrics": False, "logs": False},
     )
     install_error_handlers(app)
+    install_contract(app)
     app.add_middleware(BodyLimitMiddleware)
     # Inside RequestIdMiddleware, so the request id is known to every log line it binds.
     app.add_middleware(ObservabilityMiddleware, tracing=tracing)

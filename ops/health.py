@@ -9,9 +9,11 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Mapping
+from typing import Literal
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field
 
 from ops.http import problem
 from ops.metrics import DEPENDENCY_READY
@@ -24,14 +26,27 @@ log = logging.getLogger("taskledger.health")
 router = APIRouter(prefix="/health", tags=["health"])
 
 
-@router.get("/live")
-async def live() -> dict[str, str]:
+class Live(BaseModel):
+    status: Literal["live"]
+
+
+class Ready(BaseModel):
+    status: Literal["ready"]
+    checked: list[str] = Field(description="the dependencies that answered")
+
+
+@router.get("/live", response_model=Live)
+async def health_live() -> Live:
     """200 while the process runs and serves HTTP."""
-    return {"status": "live"}
+    return Live(status="live")
 
 
-@router.get("/ready", responses={503: {"description": "a dependency does not answer"}})
-async def ready(request: Request) -> JSONResponse:
+@router.get(
+    "/ready",
+    response_model=Ready,
+    responses={503: {"description": "a dependency does not answer"}},
+)
+async def health_ready(request: Request) -> JSONResponse:
     """200 when every dependency answers; else 503 naming the one that failed."""
     probes: Mapping[str, Probe] = getattr(request.app.state, "readiness", {})
     for name, probe in probes.items():

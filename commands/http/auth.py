@@ -154,6 +154,10 @@ class ResetPassword(BaseModel):
         return _policy(value, "")
 
 
+class ResetRequested(BaseModel):
+    detail: str
+
+
 def _client(request: Request) -> str:
     return request.client.host if request.client else "unknown"
 
@@ -224,7 +228,7 @@ async def login(body: Login, accounts: AccountsApp, request: Request, response: 
 
 
 @router.post("/token", response_model=Tokens, responses={**_LOGGED_IN, **_UNAUTHORIZED, **_LIMITED})
-async def token(
+async def issue_token(
     form: Annotated[OAuth2PasswordRequestForm, Depends()],
     accounts: AccountsApp,
     request: Request,
@@ -259,10 +263,15 @@ async def logout(
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
-@router.post("/forgot-password", status_code=status.HTTP_202_ACCEPTED, responses=_LIMITED)
+@router.post(
+    "/forgot-password",
+    status_code=status.HTTP_202_ACCEPTED,
+    response_model=ResetRequested,
+    responses=_LIMITED,
+)
 async def forgot_password(
     body: ForgotPassword, accounts: AccountsApp, request: Request
-) -> dict[str, str]:
+) -> ResetRequested:
     """Ask for a reset mail; the answer is the same whether or not the email is registered."""
     await accounts.throttle_reset_request(email=body.email, client=_client(request))
     # Recorded before answering: a 202 promises the request survives a crash. (Timing could
@@ -270,7 +279,7 @@ async def forgot_password(
     requested = await accounts.request_reset(email=body.email, meta=request_meta(request))
     if requested is not None:
         await remember_write(request, requested.written.id, Identity.name, requested.written)
-    return {"detail": "if this email is registered, a reset link is on its way"}
+    return ResetRequested(detail="if this email is registered, a reset link is on its way")
 
 
 @router.post(

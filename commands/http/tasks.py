@@ -9,20 +9,24 @@ from uuid import UUID
 
 from fastapi import APIRouter, Header, Request, Response, status
 from fastapi.concurrency import run_in_threadpool
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator
+from pydantic import AwareDatetime, BaseModel, BeforeValidator, ConfigDict, Field, field_validator
+from pydantic.json_schema import SkipJsonSchema
 
 from commands.http.deps import CurrentUser, TasksApp, remember_write, request_meta
 from commands.tasks import Tasks
 from commands.written import Written
 from domain.errors import UnparseablePrecondition
+from domain.instants import not_a_number
 from domain.tasks import Priority, Status
 
 router = APIRouter(prefix="/v1/tasks", tags=["tasks"])
 
-Title = Annotated[str, Field(min_length=1, max_length=200)]
+# The pattern says what _title_not_blank checks: some character that is not white space.
+Title = Annotated[str, Field(min_length=1, max_length=200, pattern=r"\S")]
 Description = Annotated[str, Field(max_length=5000)]
 Label = Annotated[str, Field(min_length=1, max_length=50)]
-Labels = Annotated[list[Label], Field(max_length=20)]
+Labels = Annotated[list[Label], Field(max_length=20, json_schema_extra={"uniqueItems": True})]
+DueDate = Annotated[AwareDatetime, BeforeValidator(not_a_number)]
 
 
 class _TaskFields(BaseModel):
@@ -53,19 +57,29 @@ class CreateTask(_TaskFields):
     description: Description = ""
     status: Status = Status.TODO
     priority: Priority = Priority.MEDIUM
-    due_date: AwareDatetime | None = None
+    due_date: DueDate | None = None
     labels: Labels = []
+
+
+def _no_null_defaults(schema: dict[str, Any]) -> None:
+    # A field that refuses null has no default to show: leaving it out leaves the task as is.
+    for field in schema.get("properties", {}).values():
+        if field.get("default", 0) is None and "anyOf" not in field:
+            del field["default"]
 
 
 class ChangeTask(_TaskFields):
     """Any subset of the writable fields; only ``due_date`` may be set to null."""
 
-    title: Title | None = None
-    description: Description | None = None
-    status: Status | None = None
-    priority: Priority | None = None
-    due_date: AwareDatetime | None = None
-    labels: Labels | None = None
+    model_config = ConfigDict(json_schema_extra=_no_null_defaults)
+
+    # Absent means unchanged; null is refused (below), so the schema does not offer it.
+    title: Title | SkipJsonSchema[None] = None
+    description: Description | SkipJsonSchema[None] = None
+    status: Status | SkipJsonSchema[None] = None
+    priority: Priority | SkipJsonSchema[None] = None
+    due_date: DueDate | None = None
+    labels: Labels | SkipJsonSchema[None] = None
 
     @field_validator("title", "description", "status", "priority", "labels", mode="before")
     @classmethod
@@ -88,23 +102,31 @@ class WrittenOut(BaseModel):
     )
 
 
-# The ETags this API issues are versions: "3". W/"3" and a bare 3 are taken too. ASCII digits
-# only (str.isdigit() also takes "²"), and few enough that the number stays a number.
-_ETAG = re.compile(r'(?:W/)?("?)([0-9]{1,18})\1')
+# RFC 9110 entity-tags, one per list element: W/"3" (weak), "3", or a bare 3 (which older
+# clients of this API send). etagc is any visible ASCII but a quote, or obs-text.
+_ELEMENT = re.compile(r'\s*(?:(W/)?"([\x21\x23-\x7e\x80-\xff]*)"|([0-9]+))\s*')
+# Versions are ASCII digits (str.isdigit() also takes "²"), few enough to stay a number.
+_VERSION = re.compile(r"[0-9]{1,18}")
 
 
-def parse_if_match(value: str | None) -> int | None:
-    """The version If-Match names; None when there is no precondition (no header, or ``*``,
-    which matches any task that exists)."""
-    if value is None:
+def parse_if_match(value: str | None) -> frozenset[int] | None:
+    """The versions If-Match accepts; None when there is no precondition (no header, or ``*``,
+    which matches any task that exists). If-Match compares strongly (RFC 9110 13.1.1): a weak
+    tag never matches, nor does a tag that is no version of ours, so they add nothing."""
+    if value is None or value.strip() == "*":
         return None
-    text = value.strip()
-    if text == "*":
-        return None
-    match = _ETAG.fullmatch(text)
-    if match is None:
-        raise UnparseablePrecondition('If-Match must be an ETag this API issued, like "3", or *')
-    return int(match[2])
+    versions: set[int] = set()
+    for element in value.split(","):
+        match = _ELEMENT.fullmatch(element)
+        if match is None:
+            raise UnparseablePrecondition(
+                'If-Match must be a list of ETags this API issued, like "3", or *'
+            )
+        weak, quoted, bare = match.groups()
+        tag = bare if bare is not None else quoted
+        if not weak and _VERSION.fullmatch(tag):
+            versions.add(int(tag))
+    return frozenset(versions)
 
 
 def _out(response: Response, written: Written) -> WrittenOut:
@@ -112,7 +134,32 @@ def _out(response: Response, written: Written) -> WrittenOut:
     return WrittenOut(id=written.id, version=written.version, position=written.position)
 
 
-@router.post("", status_code=status.HTTP_201_CREATED, response_model=WrittenOut)
+_ETAG_HEADER = {"description": 'the new version, as "3"', "schema": {"type": "string"}}
+_IF_MATCH_FAILED: dict[int | str, dict[str, Any]] = {
+    404: {"description": "no such task, or not the caller's"},
+    412: {"description": "If-Match names no current version of the task"},
+    409: {"description": "a concurrent write won, again and again"},
+}
+
+
+@router.post(
+    "",
+    status_code=status.HTTP_201_CREATED,
+    response_model=WrittenOut,
+    responses={
+        201: {
+            "headers": {
+                "ETag": _ETAG_HEADER,
+                "Location": {"description": "the task's URL", "schema": {"type": "string"}},
+            },
+            # What a client (and a stateful fuzzer) can do next with the new task's id.
+            "links": {
+                name: {"operationId": name, "parameters": {"task_id": "$response.body#/id"}}
+                for name in ("getTask", "updateTask", "deleteTask", "getTaskHistory")
+            },
+        }
+    },
+)
 async def create_task(
     body: CreateTask, user: CurrentUser, tasks: TasksApp, request: Request, response: Response
 ) -> WrittenOut:
@@ -126,8 +173,12 @@ async def create_task(
     return _out(response, written)
 
 
-@router.patch("/{task_id}", response_model=WrittenOut)
-async def change_task(
+@router.patch(
+    "/{task_id}",
+    response_model=WrittenOut,
+    responses={200: {"headers": {"ETag": _ETAG_HEADER}}, **_IF_MATCH_FAILED},
+)
+async def update_task(
     task_id: UUID,
     body: ChangeTask,
     user: CurrentUser,
@@ -151,7 +202,7 @@ async def change_task(
     return _out(response, written)
 
 
-@router.delete("/{task_id}", status_code=status.HTTP_204_NO_CONTENT)
+@router.delete("/{task_id}", status_code=status.HTTP_204_NO_CONTENT, responses=_IF_MATCH_FAILED)
 async def delete_task(
     task_id: UUID,
     user: CurrentUser,

@@ -13,8 +13,9 @@ from uuid import UUID
 
 from fastapi import APIRouter, Depends, Query, Request, Response
 from fastapi.concurrency import run_in_threadpool
-from pydantic import AwareDatetime, BaseModel
+from pydantic import AwareDatetime, BaseModel, BeforeValidator
 
+from domain.instants import not_a_number
 from domain.tasks import Priority, Status
 from queries.history.ports import HistoryEntry, TaskHistory, TaskState
 from queries.http.deps import CurrentUser
@@ -22,7 +23,7 @@ from queries.http.deps import CurrentUser
 router = APIRouter(prefix="/v1/tasks", tags=["tasks"])
 
 AsOf = Annotated[
-    AwareDatetime | None,
+    Annotated[AwareDatetime, BeforeValidator(not_a_number)] | None,
     Query(
         description="An ISO 8601 date-time with a zone: answer with the task as it was then, "
         "rebuilt from the event store (404 if it did not exist yet or was already deleted).",
@@ -100,7 +101,7 @@ class TaskOut(BaseModel):
     response_model=HistoryOut,
     responses={404: {"description": "no such task, or not the caller's"}},
 )
-async def task_history(task_id: UUID, user: CurrentUser, history: History) -> HistoryOut:
+async def get_task_history(task_id: UUID, user: CurrentUser, history: History) -> HistoryOut:
     """Every change of the caller's task, oldest first: who, when, and each field's old and new
     value. Deleted tasks keep their history for their owner."""
     entries = await run_in_threadpool(lambda: history.history(task_id, owner_id=user))

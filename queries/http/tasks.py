@@ -12,9 +12,18 @@ from typing import Annotated, Any
 from uuid import UUID
 
 from fastapi import APIRouter, Depends, Header, Query, Request, Response
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    field_validator,
+    model_validator,
+)
 
 from domain.errors import Unavailable
+from domain.instants import not_a_number
 from domain.tasks import Priority, Status
 from projections.task_list.model import After, Sort, TaskFilter, TaskPage, TaskQuery, TaskRow
 from queries.history.http import AsOf, TaskOut, task_as_of
@@ -24,6 +33,7 @@ from queries.tasks.reads import TaskQueries
 router = APIRouter(prefix="/v1/tasks", tags=["tasks"])
 
 Label = Annotated[str, Field(min_length=1, max_length=50)]
+Instant = Annotated[AwareDatetime, BeforeValidator(not_a_number)]
 
 
 async def _task_queries(request: Request) -> TaskQueries:
@@ -75,9 +85,11 @@ class ListParams(BaseModel):
         min_length=1,
         max_length=200,
         description="case-insensitive text in the title or description",
+        # What _printable checks (no Unicode Cc character), for the document only.
+        json_schema_extra={"pattern": r"^[^\x00-\x1f\x7f-\x9f]*$"},
     )
-    due_before: AwareDatetime | None = Field(default=None, description="due strictly before")
-    due_after: AwareDatetime | None = Field(default=None, description="due strictly after")
+    due_before: Instant | None = Field(default=None, description="due strictly before")
+    due_after: Instant | None = Field(default=None, description="due strictly after")
     sort: str = Field(
         default="-created_at",
         description="created_at, updated_at, due_date or "
@@ -178,7 +190,7 @@ async def list_tasks(
 
 
 @router.get("/stats", response_model=StatsOut)
-async def task_stats(user: CurrentUser, queries: Queries) -> StatsOut:
+async def get_task_stats(user: CurrentUser, queries: Queries) -> StatsOut:
     """How many of the caller's tasks are in each status, in all, and overdue (not done, due
     date passed)."""
     counts = await queries.counts(user)
@@ -195,7 +207,12 @@ async def task_stats(user: CurrentUser, queries: Queries) -> StatsOut:
     "/{task_id}",
     response_model=TaskOut,
     responses={
-        404: {"description": "no such task, or not the caller's"},
+        200: {
+            "headers": {
+                "ETag": {"description": 'the version, as "3"', "schema": {"type": "string"}}
+            }
+        },
+        404: {"description": "no such task, or not the caller's (or, with as_of, not then)"},
         304: {"description": "If-None-Match names the current version"},
     },
 )

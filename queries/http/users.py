@@ -21,7 +21,7 @@ class Me(BaseModel):
 
 
 @router.get("/me", response_model=Me, responses={401: {"description": "not authenticated"}})
-async def me(user: CurrentUser, users: Users) -> Me:
+async def get_me(user: CurrentUser, users: Users) -> Me:
     """The caller's own profile; a token is all it takes, and it shows only its own user."""
     profile = await users.profile(user)
     if profile is None:

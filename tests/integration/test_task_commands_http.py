@@ -137,8 +137,22 @@ def test_if_match_star_matches_any_existing_task_and_no_missing_one(
     assert api.delete(f"/v1/tasks/{uuid.uuid4()}", headers=star).status_code == 404
 
 
+def test_if_match_compares_strongly_and_takes_a_list(
+    api: httpx.Client, auth: dict[str, str]
+) -> None:
+    """RFC 9110 13.1.1: a weak tag never matches; a list matches when it holds the current one."""
+    url = f"/v1/tasks/{_create(api, auth).json()['id']}"
+    weak = api.patch(url, json={"title": "a"}, headers={**auth, "If-Match": 'W/"1"'})
+    assert weak.status_code == 412, weak.text
+    listed = api.patch(url, json={"title": "b"}, headers={**auth, "If-Match": '"7", "1"'})
+    assert listed.status_code == 200, listed.text
+    assert listed.json()["version"] == 2
+    assert api.delete(url, headers={**auth, "If-Match": '"1", W/"2"'}).status_code == 412
+    assert api.delete(url, headers={**auth, "If-Match": '"1", "2"'}).status_code == 204
+
+
 # Headers travel as Latin-1: b"\xb2" is what the server reads as "²", a digit to str.isdigit().
-@pytest.mark.parametrize("header", [b"\xb2", b'"\xb2"', b"abc", b'"1", "2"'])
+@pytest.mark.parametrize("header", [b"\xb2", b'"\xb2"', b"abc", b'"1" "2"', b'W/"1"'])
 def test_an_unparseable_if_match_is_412_saying_so_not_500(
     api: httpx.Client, auth: dict[str, str], header: bytes
 ) -> None:
