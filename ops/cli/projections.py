@@ -78,13 +78,17 @@ class ProjectionStatus:
     state: str
 
 
-def _state(alias: Alias | None, code_version: int, building: str | None) -> str:
+def _state(
+    alias: Alias | None, code_version: int, building: str | None, problems: Sequence[str] = ()
+) -> str:
     from projections.aliases import AliasState
 
     if alias is None:
         return "not started"
     parts = []
-    if alias.state is AliasState.PAUSED:
+    if problems:
+        parts.append(f"stopped: {'; '.join(problems)}; run `taskledger projections rebuild`")
+    elif alias.state is AliasState.PAUSED:
         parts.append("paused: in-place rebuild")
     elif building is not None:
         parts.append(f"live; building g{alias.building} ({building})")
@@ -99,17 +103,22 @@ def _state(alias: Alias | None, code_version: int, building: str | None) -> str:
 
 async def projection_status(side: ReadSide, projection: Projection) -> ProjectionStatus:
     from projections.host import projector_version
+    from projections.log import checkpoint_problem
 
     alias = await side.aliases.get(projection.name)
     generation = 1 if alias is None else alias.generation
-    positions = await side.checkpoints.positions(projection.name, generation)
     now = datetime.now(UTC)
     upstreams = []
     heads: dict[str, int] = {}
+    problems: list[str] = []
     for upstream in projection.upstreams:
         log = side.logs[upstream]
+        checkpoint = await side.checkpoints.read(projection.name, generation, upstream)
+        problem = await asyncio.to_thread(checkpoint_problem, log, checkpoint)
+        if problem is not None:
+            problems.append(problem)
         head = heads[upstream] = await asyncio.to_thread(log.head)
-        position = positions.get(upstream, 0)
+        position = checkpoint.position
         oldest = None if position >= head else await asyncio.to_thread(log.first_after, position)
         lag = 0.0 if oldest is None else max(0.0, (now - oldest).total_seconds())
         upstreams.append(UpstreamStatus(upstream, position, head, lag))
@@ -125,7 +134,7 @@ async def projection_status(side: ReadSide, projection: Projection) -> Projectio
         version=code_version if alias is None else alias.version,
         upstreams=upstreams,
         parked=await side.parked.count(projection.name, generation),
-        state=_state(alias, code_version, building),
+        state=_state(alias, code_version, building, problems),
     )
 
 
