@@ -27,6 +27,7 @@ from ops.http import BodyLimitMiddleware, RequestIdMiddleware, install_error_han
 from ops.metrics import router as metrics_router
 from ops.observability import ObservabilityMiddleware, configure_tracing
 from ops.queries import open_query_side
+from ops.schema import require_schema
 from ops.settings import Routes, Settings
 from queries.history import http as task_history
 from queries.http import tasks as task_queries
@@ -69,6 +70,7 @@ def build_api(settings: Settings, routes: Routes = "all") -> FastAPI:
             # One Redis client (one pool) for sessions, rate limits, caches and write positions.
             redis = redis_client(settings, timeout=API_REDIS_TIMEOUT, retries=0)
             stack.push_async_callback(redis.aclose)
+            await run_in_threadpool(require_schema, settings)
             write_side = build_write_side(settings)
             stack.callback(write_side.close)
             app.state.identity = write_side.identity
