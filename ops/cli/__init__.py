@@ -9,7 +9,7 @@ from typer.core import TyperGroup
 
 from ops.cli import audit, events, mail, projections, serve, up
 from ops.cli.environment import EXIT_REFUSED, EXIT_UNAVAILABLE, unreachable
-from ops.cli.store import migrate
+from ops.cli.store import backup, migrate, restore
 
 
 class TaskledgerCommands(TyperGroup):
@@ -42,6 +42,8 @@ app = typer.Typer(
 )
 app.command("up")(up.up)
 app.command("migrate")(migrate)
+app.command("backup")(backup)
+app.command("restore")(restore)
 app.add_typer(serve.app, name="serve")
 app.add_typer(projections.app, name="projections")
 app.add_typer(audit.app, name="audit")
