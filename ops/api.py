@@ -33,6 +33,7 @@ from ops.projection_status import refresh_gauges
 from ops.projections import read_side_on
 from ops.openapi import install_contract, operation_id
 from ops.queries import open_query_side
+from ops.schema import require_schema
 from ops.settings import Routes, Settings
 from ops.web import router as web_router
 from projections.log import EventsourcingLog
@@ -96,6 +97,7 @@ def build_api(settings: Settings, routes: Routes = "all") -> FastAPI:
             # One Redis client (one pool) for sessions, rate limits, caches and write positions.
             redis = redis_client(settings, timeout=API_REDIS_TIMEOUT, retries=0)
             stack.push_async_callback(redis.aclose)
+            await run_in_threadpool(require_schema, settings)
             write_side = build_write_side(settings)
             stack.callback(write_side.close)
             app.state.identity = write_side.identity

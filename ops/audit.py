@@ -55,6 +55,10 @@ def open_audit_logs(
 ) -> AuditLogs:
     """Readers hold few connections: the library opens a PostgreSQL pool's ``pool_size``
     connections up front, and audit reads are rare; bursts borrow the configured overflow."""
+    from ops.schema import require_schema
+
+    if names:
+        require_schema(settings)
     env = {**event_store_env(settings), "POSTGRES_POOL_SIZE": str(pool_size)}
     audit = AuditLogs()
     try:

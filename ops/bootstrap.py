@@ -48,6 +48,10 @@ def event_store_url(settings: Settings) -> str:
     return f"sqlite:///{(settings.data_dir / 'events.sqlite').resolve()}"
 
 
+# Tables are created by `taskledger migrate` alone (ops.schema), never by a serving process.
+NO_SCHEMA_CHANGES = {"CREATE_TABLE": "n"}
+
+
 def event_store_env(settings: Settings) -> dict[str, str]:
     """Translate TASKLEDGER_EVENT_STORE_URL into the eventsourcing library's environment."""
     url = urlsplit(event_store_url(settings))
@@ -63,6 +67,7 @@ def event_store_env(settings: Settings) -> dict[str, str]:
             for name in APPLICATIONS
         }
         return {
+            **NO_SCHEMA_CHANGES,
             "PERSISTENCE_MODULE": "eventsourcing.sqlite",
             "SQLITE_DBNAME": str(path),
             "SQLITE_LOCK_TIMEOUT": "10",
@@ -73,6 +78,7 @@ def event_store_env(settings: Settings) -> dict[str, str]:
     for name, values in parse_qs(url.query).items():
         os.environ[POSTGRES_URL_PARAMETERS[name]] = values[-1]
     return {
+        **NO_SCHEMA_CHANGES,
         "PERSISTENCE_MODULE": "eventsourcing.postgres",
         "POSTGRES_DBNAME": url.path.lstrip("/") or "postgres",
         "POSTGRES_HOST": url.hostname or "127.0.0.1",

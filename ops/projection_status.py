@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 from projections import metrics
 from projections.aliases import AliasState
 from projections.host import projector_version
+from projections.log import checkpoint_problem
 
 if TYPE_CHECKING:
     from ops.projections import ReadSide
@@ -46,11 +47,15 @@ class ProjectionStatus:
     state: str
 
 
-def describe_state(alias: Alias | None, code_version: int, building: str | None) -> str:
+def describe_state(
+    alias: Alias | None, code_version: int, building: str | None, problems: Sequence[str] = ()
+) -> str:
     if alias is None:
         return "not started"
     parts = []
-    if alias.state is AliasState.PAUSED:
+    if problems:
+        parts.append(f"stopped: {'; '.join(problems)}; run `taskledger projections rebuild`")
+    elif alias.state is AliasState.PAUSED:
         parts.append("paused: in-place rebuild")
     elif building is not None:
         parts.append(f"live; building g{alias.building} ({building})")
@@ -66,14 +71,18 @@ def describe_state(alias: Alias | None, code_version: int, building: str | None)
 async def projection_status(side: ReadSide, projection: Projection) -> ProjectionStatus:
     alias = await side.aliases.get(projection.name)
     generation = 1 if alias is None else alias.generation
-    positions = await side.checkpoints.positions(projection.name, generation)
     now = datetime.now(UTC)
     upstreams = []
     heads: dict[str, int] = {}
+    problems: list[str] = []
     for upstream in projection.upstreams:
         log = side.logs[upstream]
+        checkpoint = await side.checkpoints.read(projection.name, generation, upstream)
+        problem = await asyncio.to_thread(checkpoint_problem, log, checkpoint)
+        if problem is not None:
+            problems.append(problem)
         head = heads[upstream] = await asyncio.to_thread(log.head)
-        position = positions.get(upstream, 0)
+        position = checkpoint.position
         oldest = None if position >= head else await asyncio.to_thread(log.first_after, position)
         lag = 0.0 if oldest is None else max(0.0, (now - oldest).total_seconds())
         upstreams.append(UpstreamStatus(upstream, position, head, lag))
@@ -89,7 +98,7 @@ async def projection_status(side: ReadSide, projection: Projection) -> Projectio
         version=code_version if alias is None else alias.version,
         upstreams=upstreams,
         parked=await side.parked.count(projection.name, generation),
-        state=describe_state(alias, code_version, building),
+        state=describe_state(alias, code_version, building, problems),
     )
 
 

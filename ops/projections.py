@@ -24,6 +24,7 @@ from ops.bootstrap import event_store_env, redis_client
 from ops.mongo import mongo_client, mongo_database
 from ops.read_models import READ_MODELS
 from ops.relay import mail_relay
+from ops.schema import require_schema
 from ops.settings import Settings
 from projections.aliases import MongoAliasRegistry
 from projections.checkpoints import CheckpointsByProjection, MongoCheckpointStore
@@ -128,8 +129,8 @@ async def open_read_side(settings: Settings) -> AsyncIterator[ReadSide]:
     env = event_store_env(settings)
     logs: dict[str, EventsourcingLog] = {}
     try:
+        await asyncio.to_thread(require_schema, settings)
         for name in UPSTREAMS:
-            # Opening connects (and creates the tables if the write side never ran).
             logs[name] = await asyncio.to_thread(EventsourcingLog.open, name, env)
         yield read_side_on(settings, mongo, redis, logs)
     finally:

@@ -9,6 +9,13 @@ writes (failover to a lagging replica) it loses the checkpoint with them and the
 applied again. A projection says so by implementing ``OwnCheckpoints``; every other one uses
 the document store's (``MongoCheckpointStore``).
 
+A checkpoint is also bound to its log: with its position it records a ``LogMark``, the log's
+first event and the event at that position. A runner checks the mark before it resumes (see
+``projections.log.checkpoint_problem``): a checkpoint ahead of its log, taken on another log, or
+on one that has since diverged (restored from an older backup, its positions reused) stops the
+projection instead of skipping events for ever. Checkpoints stored before marks existed have
+none; they are accepted and get one on their next advance.
+
 Every reset bumps the generation's *epoch*. A writer ``claim``s its checkpoint (position and
 epoch) when it starts and passes the epoch to ``advance``: a writer that started before a reset
 is stale, and its late ``advance`` changes nothing (it gets ``False``).
@@ -16,12 +23,14 @@ is stale, and its late ``advance`` changes nothing (it gets ``False``).
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Protocol, runtime_checkable
 
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
+from pymongo.errors import DuplicateKeyError
 from redis.asyncio import Redis
 
 CHECKPOINTS = "projection_checkpoints"
@@ -33,9 +42,20 @@ def checkpoint_id(projection: str, generation: int, upstream: str) -> str:
 
 
 @dataclass(frozen=True, slots=True)
+class LogMark:
+    """Which log a checkpoint follows and what it last applied there, each event named
+    ``originator_id:version``: a position alone says nothing once a log is replaced or
+    restored, since its new events reuse the positions."""
+
+    log: str  # the log's first event: its identity
+    event: str  # the event at the checkpoint's position
+
+
+@dataclass(frozen=True, slots=True)
 class Checkpoint:
     position: int
     epoch: int  # bumped by every reset of the generation
+    mark: LogMark | None = None  # None at 0, and on checkpoints from before marks existed
 
 
 class StaleCheckpointError(Exception):
@@ -51,6 +71,10 @@ class CheckpointStore(Protocol):
         """Every upstream's checkpoint of a generation (those still at 0 may be left out)."""
         ...
 
+    async def read(self, projection: str, generation: int, upstream: str) -> Checkpoint:
+        """The checkpoint as stored, mark included, without claiming it (status)."""
+        ...
+
     async def claim(self, projection: str, generation: int, upstream: str) -> Checkpoint:
         """Where a writer starts, with the epoch its ``advance`` calls must carry."""
         ...
@@ -62,9 +86,13 @@ class CheckpointStore(Protocol):
         upstream: str,
         position: int,
         epoch: int | None = None,
+        *,
+        mark: LogMark | None = None,
     ) -> bool:
         """Record that everything up to ``position`` is applied; never moves a checkpoint back.
 
+        ``mark`` is the log's identity and the event at ``position``; it is stored with the
+        position (a position stored without one drops the old mark).
         With ``epoch``: False, and nothing changes, when a reset has bumped it since (a stale
         writer). Without: unfenced (tests, tools)."""
         ...
@@ -91,6 +119,7 @@ def checkpoints_of(projection: object, default: CheckpointStore) -> CheckpointSt
 class InMemoryCheckpointStore:
     def __init__(self) -> None:
         self._positions: dict[tuple[str, int, str], int] = {}
+        self._marks: dict[tuple[str, int, str], LogMark] = {}
         self._epochs: dict[tuple[str, int], int] = {}
 
     async def position(self, projection: str, generation: int, upstream: str) -> int:
@@ -103,11 +132,15 @@ class InMemoryCheckpointStore:
             if (name, gen) == (projection, generation) and position > 0
         }
 
-    async def claim(self, projection: str, generation: int, upstream: str) -> Checkpoint:
+    async def read(self, projection: str, generation: int, upstream: str) -> Checkpoint:
         return Checkpoint(
             await self.position(projection, generation, upstream),
             self._epochs.get((projection, generation), 0),
+            self._marks.get((projection, generation, upstream)),
         )
+
+    async def claim(self, projection: str, generation: int, upstream: str) -> Checkpoint:
+        return await self.read(projection, generation, upstream)
 
     async def advance(
         self,
@@ -116,16 +149,25 @@ class InMemoryCheckpointStore:
         upstream: str,
         position: int,
         epoch: int | None = None,
+        *,
+        mark: LogMark | None = None,
     ) -> bool:
         if epoch is not None and epoch != self._epochs.get((projection, generation), 0):
             return False
         key = (projection, generation, upstream)
-        self._positions[key] = max(self._positions.get(key, 0), position)
+        current = self._positions.get(key, 0)
+        if position > current or (position == current and mark is not None):
+            self._positions[key] = position
+            if mark is None:
+                self._marks.pop(key, None)
+            else:
+                self._marks[key] = mark
         return True
 
     async def reset(self, projection: str, generation: int) -> None:
         for key in [k for k in self._positions if k[:2] == (projection, generation)]:
             del self._positions[key]
+            self._marks.pop(key, None)
         self._epochs[projection, generation] = self._epochs.get((projection, generation), 0) + 1
 
 
@@ -165,6 +207,12 @@ class MongoCheckpointStore:
             "updated_at": datetime.now(UTC),
         }
 
+    async def read(self, projection: str, generation: int, upstream: str) -> Checkpoint:
+        doc = await self._collection.find_one(
+            {"_id": checkpoint_id(projection, generation, upstream)}
+        )
+        return Checkpoint(0, 0) if doc is None else _checkpoint(doc)
+
     async def claim(self, projection: str, generation: int, upstream: str) -> Checkpoint:
         doc = await self._collection.find_one_and_update(
             {"_id": checkpoint_id(projection, generation, upstream)},
@@ -176,7 +224,7 @@ class MongoCheckpointStore:
             return_document=True,
         )
         assert doc is not None  # upsert with return_document=AFTER
-        return Checkpoint(int(doc["position"]), int(doc.get("epoch", 0)))
+        return _checkpoint(doc)
 
     async def advance(
         self,
@@ -185,42 +233,76 @@ class MongoCheckpointStore:
         upstream: str,
         position: int,
         epoch: int | None = None,
+        *,
+        mark: LogMark | None = None,
     ) -> bool:
-        # $max: a slower second writer (a rebuild and the service both tailing a generation)
-        # can never move the checkpoint back over events only the faster one applied.
-        update = {
-            "$max": {"position": position},
-            "$set": self._fields(projection, generation, upstream),
+        # Only a higher position is written (a mark may re-stamp an equal one): a slower second
+        # writer (a rebuild and the service both tailing a generation) can never move the
+        # checkpoint back over events only the faster one applied, nor pair its mark with
+        # another position.
+        update: dict[str, Any] = {
+            "$set": {"position": position, **self._fields(projection, generation, upstream)}
         }
+        if mark is None:
+            update["$unset"] = {"log": "", "event": ""}
+        else:
+            update["$set"] |= {"log": mark.log, "event": mark.event}
+        behind = {"$lte" if mark is not None else "$lt": position}
         key = checkpoint_id(projection, generation, upstream)
         if epoch is None:
-            await self._collection.update_one({"_id": key}, update, upsert=True)
+            with contextlib.suppress(DuplicateKeyError):  # it exists, at or past ``position``
+                await self._collection.update_one(
+                    {"_id": key, "position": behind}, update, upsert=True
+                )
             return True
         # Documents written before epochs existed have none: they are at epoch 0.
         fence: Any = epoch if epoch else {"$in": [0, None]}
-        result = await self._collection.update_one({"_id": key, "epoch": fence}, update)
-        return result.matched_count == 1
+        result = await self._collection.update_one(
+            {"_id": key, "epoch": fence, "position": behind}, update
+        )
+        if result.matched_count == 1:
+            return True
+        # Not written: already at or past ``position`` (fine), or fenced off by a reset.
+        return await self._collection.count_documents({"_id": key, "epoch": fence}, limit=1) == 1
 
     async def reset(self, projection: str, generation: int) -> None:
         # Zeroed, not deleted: a deleted document would let a stale writer's upsert back in.
         await self._collection.update_many(
             {"projection": projection, "generation": generation},
-            {"$set": {"position": 0, "updated_at": datetime.now(UTC)}, "$inc": {"epoch": 1}},
+            {
+                "$set": {"position": 0, "updated_at": datetime.now(UTC)},
+                "$unset": {"log": "", "event": ""},
+                "$inc": {"epoch": 1},
+            },
         )
 
 
-# Raise a position unless the generation's epoch moved on (ARGV: upstream, position, epoch;
-# epoch -1 = unfenced).
+def _checkpoint(doc: dict[str, Any]) -> Checkpoint:
+    mark = LogMark(doc["log"], doc["event"]) if "log" in doc and "event" in doc else None
+    return Checkpoint(int(doc["position"]), int(doc.get("epoch", 0)), mark)
+
+
+# Raise a position, with its mark, unless the generation's epoch moved on (ARGV: upstream,
+# position, epoch, mark; epoch -1 = unfenced, mark '' = none). A mark may re-stamp an equal
+# position (a checkpoint from before marks gets one).
 ADVANCE = """
 local epoch = tonumber(ARGV[3])
 if epoch >= 0 and tonumber(redis.call('GET', KEYS[2]) or '0') ~= epoch then return 0 end
 local current = tonumber(redis.call('HGET', KEYS[1], ARGV[1]) or '0')
-if current < tonumber(ARGV[2]) then redis.call('HSET', KEYS[1], ARGV[1], ARGV[2]) end
+local position = tonumber(ARGV[2])
+if current < position or (current == position and ARGV[4] ~= '') then
+  redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+  if ARGV[4] == '' then
+    redis.call('HDEL', KEYS[3], ARGV[1])
+  else
+    redis.call('HSET', KEYS[3], ARGV[1], ARGV[4])
+  end
+end
 return 1
 """
 
 RESET = """
-redis.call('DEL', KEYS[1])
+redis.call('DEL', KEYS[1], KEYS[3])
 return redis.call('INCR', KEYS[2])
 """
 
@@ -229,7 +311,8 @@ class RedisCheckpointStore:
     """Checkpoints of Redis-only projections, on the Redis their data lives on.
 
     Generation N of a projection: hash ``{prefix}checkpoints:{projection}:{N}``
-    ``{upstream: position}`` and its epoch in ``…:{N}:epoch``, both outside the generation's
+    ``{upstream: position}``, its epoch in ``…:{N}:epoch`` and the marks in hash ``…:{N}:marks``
+    ``{upstream: "log event"}``, all outside the generation's
     data namespace (a drop of the data must not lower the epoch). Written after the data they
     cover, on the same server, so replication (ordered) never carries the checkpoint without
     the data before it.
@@ -243,7 +326,7 @@ class RedisCheckpointStore:
 
     def _keys(self, projection: str, generation: int) -> list[str]:
         key = f"{self._prefix}checkpoints:{projection}:{generation}"
-        return [key, key + ":epoch"]
+        return [key, key + ":epoch", key + ":marks"]
 
     async def position(self, projection: str, generation: int, upstream: str) -> int:
         value = await self._redis.hget(self._keys(projection, generation)[0], upstream)
@@ -257,13 +340,22 @@ class RedisCheckpointStore:
             if int(v) > 0
         }
 
-    async def claim(self, projection: str, generation: int, upstream: str) -> Checkpoint:
-        positions, epochs = self._keys(projection, generation)
+    async def read(self, projection: str, generation: int, upstream: str) -> Checkpoint:
+        positions, epochs, marks = self._keys(projection, generation)
         async with self._redis.pipeline(transaction=True) as pipe:
             pipe.hget(positions, upstream)
             pipe.get(epochs)
-            position, epoch = await pipe.execute()
-        return Checkpoint(int(position or 0), int(epoch or 0))
+            pipe.hget(marks, upstream)
+            position, epoch, mark = await pipe.execute()
+        if isinstance(mark, bytes):
+            mark = mark.decode()
+        log, _, event = (mark or "").partition(" ")
+        return Checkpoint(
+            int(position or 0), int(epoch or 0), LogMark(log, event) if event else None
+        )
+
+    async def claim(self, projection: str, generation: int, upstream: str) -> Checkpoint:
+        return await self.read(projection, generation, upstream)
 
     async def advance(
         self,
@@ -272,10 +364,17 @@ class RedisCheckpointStore:
         upstream: str,
         position: int,
         epoch: int | None = None,
+        *,
+        mark: LogMark | None = None,
     ) -> bool:
         done = await self._advance(
             keys=self._keys(projection, generation),
-            args=[upstream, position, -1 if epoch is None else epoch],
+            args=[
+                upstream,
+                position,
+                -1 if epoch is None else epoch,
+                "" if mark is None else f"{mark.log} {mark.event}",
+            ],
         )
         return bool(done)
 
@@ -306,6 +405,9 @@ class CheckpointsByProjection:
     async def positions(self, projection: str, generation: int) -> dict[str, int]:
         return await self._of(projection).positions(projection, generation)
 
+    async def read(self, projection: str, generation: int, upstream: str) -> Checkpoint:
+        return await self._of(projection).read(projection, generation, upstream)
+
     async def claim(self, projection: str, generation: int, upstream: str) -> Checkpoint:
         return await self._of(projection).claim(projection, generation, upstream)
 
@@ -316,9 +418,11 @@ class CheckpointsByProjection:
         upstream: str,
         position: int,
         epoch: int | None = None,
+        *,
+        mark: LogMark | None = None,
     ) -> bool:
         store = self._of(projection)
-        return await store.advance(projection, generation, upstream, position, epoch)
+        return await store.advance(projection, generation, upstream, position, epoch, mark=mark)
 
     async def reset(self, projection: str, generation: int) -> None:
         await self._of(projection).reset(projection, generation)

@@ -27,6 +27,7 @@ from eventsourcing.sqlite import SQLiteApplicationRecorder
 from psycopg import sql
 
 from domain.meta import Meta
+from projections.checkpoints import Checkpoint
 from projections.envelope import Envelope
 
 log = logging.getLogger(__name__)
@@ -80,6 +81,7 @@ class Batch:
 
     items: list[Envelope | Undecodable]
     last: int  # the requested ``upto``, unless the limit was reached first
+    at: str | None = None  # the event at ``last`` (``originator_id:version``), of any topic
 
 
 class NotificationLog(Protocol):
@@ -99,6 +101,50 @@ class NotificationLog(Protocol):
     def first_after(self, after: int) -> datetime | None:
         """When the first event after ``after`` happened (of any topic); None if there is none."""
         ...
+
+    def event_at(self, position: int) -> str | None:
+        """The event at ``position`` as ``originator_id:version``; None if there is none.
+
+        The event at the lowest position is the log's identity (see ``LogMark``)."""
+        ...
+
+    def identity(self) -> str | None:
+        """The log's first event, ``event_at`` its lowest position; None while it is empty."""
+        ...
+
+
+def checkpoint_problem(upstream: NotificationLog, checkpoint: Checkpoint) -> str | None:
+    """Why ``checkpoint`` cannot resume on ``upstream`` (ahead of it, taken on another log,
+    or the log diverged since), or None. Synchronous, like the log's reads."""
+    if checkpoint.position <= 0:
+        return None
+    head = upstream.head()
+    if checkpoint.position > head:
+        return (
+            f"checkpoint {checkpoint.position} is ahead of the {upstream.name} log's head "
+            f"{head}: it was taken on another log (or one restored from an older backup)"
+        )
+    mark = checkpoint.mark
+    if mark is None:
+        return None  # stored before marks existed: accepted, marked on its next advance
+    identity = upstream.identity()
+    if identity != mark.log:
+        return (
+            f"checkpoint {checkpoint.position} was taken on another {upstream.name} log "
+            f"(first event {mark.log}; this log's is {identity})"
+        )
+    found = upstream.event_at(checkpoint.position)
+    if found != mark.event:
+        return (
+            f"the {upstream.name} log diverged from checkpoint {checkpoint.position}: "
+            f"it applied {mark.event} there, the log now holds {found or 'nothing'} "
+            "(restored from an older backup?)"
+        )
+    return None
+
+
+def mark_of(notification: Notification) -> str:
+    return f"{notification.originator_id}:{notification.originator_version}"
 
 
 class UpstreamReader(Application[UUID]):
@@ -138,7 +184,11 @@ class EventsourcingLog:
             after, limit, stop=upto, topics=topics, inclusive_of_start=False
         )
         last = notifications[-1].id if len(notifications) >= limit else upto
-        return Batch([self._decode(n) for n in notifications], last)
+        if notifications and notifications[-1].id == last:
+            at: str | None = mark_of(notifications[-1])
+        else:  # the last position holds an event of another topic
+            at = self.event_at(last)
+        return Batch([self._decode(n) for n in notifications], last, at)
 
     def _decode(self, notification: Notification) -> Envelope | Undecodable:
         try:
@@ -151,6 +201,14 @@ class EventsourcingLog:
         if not found:
             return None
         return _timestamp(self.app.mapper.to_domain_event(found[0]))
+
+    def event_at(self, position: int) -> str | None:
+        found = self.app.recorder.select_notifications(position, 1, stop=position)
+        return mark_of(found[0]) if found else None
+
+    def identity(self) -> str | None:
+        found = self.app.recorder.select_notifications(None, 1)
+        return mark_of(found[0]) if found else None
 
     def envelope(self, notification: Notification) -> Envelope:
         event = self.app.mapper.to_domain_event(notification)

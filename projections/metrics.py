@@ -38,6 +38,13 @@ PARKED = Gauge(
     ["projection"],
     multiprocess_mode="livemax",
 )
+CHECKPOINT_MISMATCH = Gauge(
+    "taskledger_projection_checkpoint_mismatch",
+    "1 while the live generation is stopped because its checkpoint claims a place the "
+    "upstream log does not hold (ahead of it, another log, or a diverged one); "
+    "`taskledger projections rebuild` clears it.",
+    ["projection", "upstream"],
+)
 APPLIED = Counter(
     "taskledger_projection_events_applied_total",
     "Events applied by projectors (parked ones excluded).",
@@ -48,7 +55,7 @@ APPLIED = Counter(
 def forget(projection: str, upstreams: list[str]) -> None:
     """Drop a projection's series (this process no longer runs it)."""
     for upstream in upstreams:
-        for gauge in (POSITION, HEAD, LAG_EVENTS, LAG_SECONDS):
+        for gauge in (POSITION, HEAD, LAG_EVENTS, LAG_SECONDS, CHECKPOINT_MISMATCH):
             try:
                 gauge.remove(projection, upstream)
             except KeyError:

@@ -24,10 +24,15 @@ import pymongo.errors
 import redis.exceptions
 
 from projections import metrics
-from projections.checkpoints import CheckpointStore, StaleCheckpointError, checkpoints_of
+from projections.checkpoints import (
+    CheckpointStore,
+    LogMark,
+    StaleCheckpointError,
+    checkpoints_of,
+)
 from projections.envelope import Envelope, Projection, Projector
 from projections.event_context import bind_event_context, event_spans
-from projections.log import LogSignal, NotificationLog, Undecodable
+from projections.log import LogSignal, NotificationLog, Undecodable, checkpoint_problem
 from projections.parked import ParkedEvent, ParkedEvents
 
 log = logging.getLogger(__name__)
@@ -123,6 +128,12 @@ class LogUnavailableError(Exception):
     """Reading the upstream log failed; nothing was applied, the reader retries."""
 
 
+class CheckpointMismatchError(Exception):
+    """The checkpoint claims a place its log does not hold (ahead of it, another log, or a
+    diverged one): resuming would skip events for ever, so the projection stops until it is
+    rebuilt."""
+
+
 @dataclass(frozen=True, slots=True)
 class Pacing:
     batch_size: int = 1000
@@ -149,6 +160,7 @@ class _Chunk:
     items: Sequence[Envelope | Undecodable]
     upto: int  # the checkpoint once the items are applied
     head: int
+    at: str | None  # the event at ``upto``, for the checkpoint's mark
 
 
 @dataclass(frozen=True, slots=True)
@@ -161,6 +173,7 @@ class _Track:
     position: int = 0
     head: int = 0
     lag_checked: float = field(default=float("-inf"))
+    log: str | None = None  # the log's identity, read once per claim
 
 
 async def _sleep(token: asyncio.Event, stop: asyncio.Event | None, seconds: float) -> bool:
@@ -284,6 +297,18 @@ class ProjectionRunner:
         position = claimed.position
         track = self._tracks[upstream.name]
         track.position = position
+        track.log = None
+        # On every start and reconnect: the log must still hold what the checkpoint applied.
+        try:
+            problem = await asyncio.to_thread(checkpoint_problem, upstream, claimed)
+        except Exception as exc:
+            raise LogUnavailableError(f"{upstream.name}: {exc}") from exc
+        self._report_mismatch(upstream.name, problem is not None)
+        if problem is not None:
+            raise CheckpointMismatchError(
+                f"{self.name} v{self.generation} <- {upstream.name}: {problem}; stopped, "
+                f"`taskledger projections rebuild {self.name}` rebuilds it from this log"
+            )
         chunks: asyncio.Queue[_Chunk | _Failed | None] = asyncio.Queue(maxsize=2)
         reader = asyncio.create_task(
             self._read(upstream, position, chunks, stop, until_head=until_head)
@@ -296,8 +321,16 @@ class ProjectionRunner:
                 if isinstance(chunk, _Failed):
                     raise chunk.error
                 await self._apply(upstream.name, chunk.items)
+                if track.log is None and chunk.at is not None:
+                    try:
+                        track.log = await asyncio.to_thread(upstream.identity)
+                    except Exception as exc:
+                        raise LogUnavailableError(f"{upstream.name}: {exc}") from exc
+                mark = (
+                    None if track.log is None or chunk.at is None else LogMark(track.log, chunk.at)
+                )
                 if not await self.checkpoints.advance(
-                    self.name, self.generation, upstream.name, chunk.upto, claimed.epoch
+                    self.name, self.generation, upstream.name, chunk.upto, claimed.epoch, mark=mark
                 ):
                     raise StaleCheckpointError(
                         f"{self.name} v{self.generation} <- {upstream.name}: reset since this "
@@ -334,6 +367,12 @@ class ProjectionRunner:
                     head = await asyncio.to_thread(upstream.head)
                 except Exception as exc:
                     raise LogUnavailableError(f"{upstream.name}: {exc}") from exc
+                if head < position:  # the log shrank under us: replaced or restored
+                    raise CheckpointMismatchError(
+                        f"{self.name} v{self.generation} <- {upstream.name}: the log's head "
+                        f"{head} fell behind position {position}; stopped, "
+                        f"`taskledger projections rebuild {self.name}` rebuilds it from this log"
+                    )
                 track.head = max(track.head, head)
                 if head <= position:
                     if until_head:
@@ -351,7 +390,7 @@ class ProjectionRunner:
                         raise LogUnavailableError(f"{upstream.name}: {exc}") from exc
                     # A short read up to the head covers every position up to it, even those
                     # of topics this projection does not handle: the checkpoint moves past them.
-                    await chunks.put(_Chunk(batch.items, batch.last, head))
+                    await chunks.put(_Chunk(batch.items, batch.last, head, batch.at))
                     position = batch.last
             await chunks.put(None)
         except Exception as exc:  # handed to the applying side, which owns the retry policy
@@ -461,6 +500,10 @@ class ProjectionRunner:
             return
         lag = 0.0 if oldest is None else (datetime.now(UTC) - oldest).total_seconds()
         metrics.LAG_SECONDS.labels(*labels).set(max(0.0, lag))
+
+    def _report_mismatch(self, upstream: str, mismatched: bool) -> None:
+        if self.live:
+            metrics.CHECKPOINT_MISMATCH.labels(self.name, upstream).set(int(mismatched))
 
     def forget_metrics(self) -> None:
         metrics.forget(self.name, [u.name for u in self.logs])

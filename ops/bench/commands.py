@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import subprocess
 import sys
 import tempfile
 import uuid
@@ -212,6 +213,8 @@ def main(
         try:
             results = []
             port = free_port()
+            # Serving processes never create the schema: migrate first, as deployments do.
+            subprocess.run([sys.executable, "-m", "ops", "migrate"], env=env, check=True)
             with server("api", ["ops", "serve", "api", "--port", str(port)], port, env, work):
                 tokens = asyncio.run(sign_up(port, clients))
                 results.append(

@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import os
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -54,6 +55,8 @@ class Stage:
         self.smtp_port = free_port()
         self.api_port = free_port()
         self.daemons: dict[str, Daemon] = {}
+        # Serving processes never create the schema: migrate first, as deployments do.
+        subprocess.run([sys.executable, "-m", "ops", "migrate"], env=env, check=True)
 
     def start(self, name: str, argv: list[str], ready: Callable[[], bool]) -> None:
         daemon = Daemon(name, argv, ready, self.work / "logs" / f"{name}.log", env=self.env)

@@ -48,6 +48,7 @@ from ops.cli.serve import serve_http
 from ops.embedded import http_ok
 from ops.engines import Daemon, free_port, mongo_url_for, secantus
 from ops.logs import configure_logging
+from ops.schema import migrate
 from ops.settings import Settings
 
 LOOPBACK = "127.0.0.1"
@@ -374,6 +375,7 @@ def main(
             redis_url=redis_url,
             redis_prefix=prefix,
         )
+        migrate(settings)  # serving processes never create the schema
         env = {k: v for k, v in os.environ.items() if not k.startswith("TASKLEDGER_")} | {
             "TASKLEDGER_DATA_DIR": str(work),
             "TASKLEDGER_EVENT_STORE_URL": str(settings.event_store_url),

@@ -46,6 +46,7 @@ from ops.bench.commands import scratch_database
 from ops.bootstrap import build_write_side, event_store_env
 from ops.engines import free_port, mongo_url_for, secantus
 from ops.projections import UPSTREAMS, ReadSide, open_read_side
+from ops.schema import migrate
 from ops.settings import Settings
 from projections.envelope import Envelope, Projection, collection_name
 from projections.log import EventsourcingLog
@@ -405,6 +406,7 @@ def main(
                 "jwt_secret": "bench-secret-of-32-bytes-at-least",
             }
         )
+        migrate(settings)  # as every deployment does before anything writes
         print(f"event store {store}, document store {mongo_url.split('?')[0]}, batch {batch}")
 
         written, seconds = generate(settings, events)

@@ -8,7 +8,8 @@ import typer
 from typer.core import TyperGroup
 
 from ops.cli import audit, events, mail, projections, serve, up
-from ops.cli.environment import EXIT_UNAVAILABLE, unreachable
+from ops.cli.environment import EXIT_REFUSED, EXIT_UNAVAILABLE, unreachable
+from ops.cli.store import backup, migrate, restore
 
 
 class TaskledgerCommands(TyperGroup):
@@ -19,6 +20,11 @@ class TaskledgerCommands(TyperGroup):
         try:
             return super().invoke(ctx)
         except Exception as error:
+            from ops.schema import SchemaMissingError
+
+            if isinstance(error, SchemaMissingError):
+                typer.echo(str(error), err=True)
+                raise typer.Exit(EXIT_REFUSED) from None
             reason = unreachable(error)
             if reason is None:
                 raise
@@ -35,6 +41,9 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 app.command("up")(up.up)
+app.command("migrate")(migrate)
+app.command("backup")(backup)
+app.command("restore")(restore)
 app.add_typer(serve.app, name="serve")
 app.add_typer(projections.app, name="projections")
 app.add_typer(audit.app, name="audit")

@@ -62,11 +62,13 @@ def api(
     from ops.api import build_api
     from ops.bootstrap import redis_url
     from ops.logs import configure_logging
+    from ops.schema import require_schema
 
     settings = settings_or_exit()
     with exit_on_invalid_setting():
         settings.shared_secret()
         redis_url(settings)  # checked here: inside the lifespan it would be a traceback
+    require_schema(settings)  # likewise
     configure_logging(settings.log_level, json_lines=settings.log_json)
     serve_http(build_api(settings, routes), host, port, settings.log_level)
 
@@ -87,8 +89,10 @@ def projector(metrics_port: MetricsPort = None, metrics_host: MetricsHost = "0.0
 
     # Before /metrics is served: the projections' metrics exist once their modules are imported.
     from ops.projections import run_projector
+    from ops.schema import require_schema
 
     settings = settings_or_exit()
+    require_schema(settings)  # before anything starts: one line, not a traceback
     configure_logging(settings.log_level, json_lines=settings.log_json)
     configure_tracing(settings, "projector")
     if metrics_port is not None:

@@ -70,11 +70,17 @@ def up(host: Host = "127.0.0.1", port: Port = 8000) -> None:
 
 
 def _run(plan: Plan) -> int:
+    from ops.schema import migrate
+
     if port_open(plan.probe_host, plan.port):
         _say(f"port {plan.port} on {plan.host} is already in use (choose one with --port)")
         return 1
     # Made once here, before any child could race to create it.
     plan.settings.secret()
+    # Likewise the event store's tables: the children never create them (ops.schema).
+    created = migrate(plan.settings)
+    if created:
+        _say(f"created the event tables of {', '.join(created)}")
     specs = running(plan)
     stages = build_children(plan, specs)
     write_env_file(plan, specs)

@@ -23,8 +23,10 @@ from projections.aliases import (
     MongoAliasRegistry,
 )
 from projections.checkpoints import (
+    Checkpoint,
     CheckpointStore,
     InMemoryCheckpointStore,
+    LogMark,
     MongoCheckpointStore,
     RedisCheckpointStore,
 )
@@ -131,6 +133,48 @@ async def test_a_writer_that_claimed_before_a_reset_cannot_advance_after_it(
     assert await checkpoints.positions("p", 1) == {}
     assert await checkpoints.advance("p", 1, "Tasks", 3, fresh.epoch)
     assert await checkpoints.position("p", 1, "Tasks") == 3
+
+
+MARK_10 = LogMark("a1:1", "b2:3")
+MARK_12 = LogMark("a1:1", "c3:1")
+
+
+async def test_a_checkpoint_keeps_the_mark_of_its_position(checkpoints: CheckpointStore) -> None:
+    claimed = await checkpoints.claim("p", 1, "Tasks")
+    assert claimed.mark is None
+    assert await checkpoints.advance("p", 1, "Tasks", 10, claimed.epoch, mark=MARK_10)
+    assert (await checkpoints.claim("p", 1, "Tasks")).mark == MARK_10
+    assert await checkpoints.read("p", 1, "Tasks") == Checkpoint(10, claimed.epoch, MARK_10)
+    # A slower writer behind it changes neither the position nor the mark that goes with it.
+    assert await checkpoints.advance("p", 1, "Tasks", 7, claimed.epoch, mark=MARK_12)
+    assert await checkpoints.read("p", 1, "Tasks") == Checkpoint(10, claimed.epoch, MARK_10)
+    assert await checkpoints.advance("p", 1, "Tasks", 12, claimed.epoch, mark=MARK_12)
+    assert (await checkpoints.read("p", 1, "Tasks")).mark == MARK_12
+    assert await checkpoints.positions("p", 1) == {"Tasks": 12}
+
+
+async def test_a_checkpoint_without_a_mark_gets_one_on_its_next_advance(
+    checkpoints: CheckpointStore,
+) -> None:
+    """Checkpoints stored by the release before marks load as they are, and get one."""
+    await checkpoints.advance("p", 1, "Tasks", 10)
+    claimed = await checkpoints.claim("p", 1, "Tasks")
+    assert (claimed.position, claimed.mark) == (10, None)
+    assert await checkpoints.advance("p", 1, "Tasks", 10, claimed.epoch, mark=MARK_10)
+    assert await checkpoints.read("p", 1, "Tasks") == Checkpoint(10, claimed.epoch, MARK_10)
+    # A position written without a mark drops the old one: it named another position.
+    assert await checkpoints.advance("p", 1, "Tasks", 11, claimed.epoch)
+    assert await checkpoints.read("p", 1, "Tasks") == Checkpoint(11, claimed.epoch, None)
+
+
+async def test_reset_forgets_the_marks(checkpoints: CheckpointStore) -> None:
+    claimed = await checkpoints.claim("p", 1, "Tasks")
+    await checkpoints.advance("p", 1, "Tasks", 10, claimed.epoch, mark=MARK_10)
+    await checkpoints.reset("p", 1)
+    after = await checkpoints.read("p", 1, "Tasks")
+    assert (after.position, after.mark) == (0, None)
+    assert not await checkpoints.advance("p", 1, "Tasks", 12, claimed.epoch, mark=MARK_12)
+    assert (await checkpoints.read("p", 1, "Tasks")).mark is None
 
 
 # ---------------------------------------------------------------------------- parked events

@@ -34,6 +34,10 @@ def served(tmp_path: Path, redis_url: str, redis_prefix: str) -> Iterator[tuple[
         "TASKLEDGER_ARGON2_TIME_COST": "1",
         "TASKLEDGER_ARGON2_MEMORY_COST": "64",
     }
+    # As every deployment does before its servers start: they never create the schema.
+    subprocess.run(
+        [sys.executable, "-m", "ops", "migrate"], cwd=REPO, env=env, check=True, timeout=60
+    )
     log_path = tmp_path / "api.log"
     with log_path.open("w") as log:
         process = subprocess.Popen(

@@ -208,7 +208,7 @@ def test_compose_dependencies_exist_and_have_health_checks() -> None:
             if rule["condition"] == "service_healthy":
                 check = services[dependency].get("healthcheck", {"disable": True})
                 assert not check.get("disable"), f"{dependency} has no healthcheck"
-        if name == "mongo-init":
+        if service.get("restart") == "no":  # one-shots (mongo-init, migrate) just exit
             continue
         assert "healthcheck" in service, f"{name} has no healthcheck"
         disabled = service["healthcheck"].get("disable", False)
@@ -224,6 +224,8 @@ def test_the_worker_healthchecks_and_scrapes_use_the_ports_the_workers_serve() -
         for name in config["names"]
     }
     for name, service in our_services():
+        if service.get("restart") == "no":
+            continue  # a one-shot serves nothing
         params = parse_cli(service["command"]).params
         port = params.get("metrics_port") or params.get("port")
         assert targets.get(name) == port, f"Prometheus scrapes {name} on the wrong port"
@@ -683,3 +685,42 @@ def test_the_workflow_lints_types_tests_with_services_builds_and_deploys() -> No
     assert {"lint", "types", "test", "image", "deploy-staging"} <= set(jobs)
     assert {"postgres", "redis"} <= set(jobs["test"]["services"])
     assert "refs/heads/main" in jobs["deploy-staging"]["if"]
+
+
+# --- schema: one owner, before anything serves ------------------------------------------------
+
+
+def _serves_the_event_store(command: list[str]) -> bool:
+    return command[:2] in (["serve", "api"], ["serve", "projector"])
+
+
+def test_compose_migrates_once_before_any_event_store_user_starts() -> None:
+    services = dict(our_services())
+    migrate = services["migrate"]
+    assert parse_cli(migrate["command"]).command.name == "migrate"
+    assert migrate["restart"] == "no"
+    assert migrate["depends_on"]["postgres"]["condition"] == "service_healthy"
+
+    def after_migrate(name: str) -> bool:
+        needs = services[name].get("depends_on", {})
+        if needs.get("migrate", {}).get("condition") == "service_completed_successfully":
+            return True
+        return any(after_migrate(other) for other in needs if other in services)
+
+    users = [n for n, s in services.items() if _serves_the_event_store(s["command"])]
+    assert {"api-auth", "api-tasks", "projector"} <= set(users)
+    for name in users:
+        assert after_migrate(name), f"{name} may start before the schema is migrated"
+
+
+def test_k8s_pods_that_use_the_event_store_migrate_first() -> None:
+    secret = by_kind("Secret")["taskledger-secrets"]
+    for name, deployment in by_kind("Deployment").items():
+        pod = deployment["spec"]["template"]["spec"]
+        if not _serves_the_event_store(pod["containers"][0]["args"]):
+            continue
+        [init] = pod["initContainers"]
+        assert parse_cli(init["args"]).command.name == "migrate", name
+        urls = [v for v in init["env"] if v["name"] == "TASKLEDGER_EVENT_STORE_URL"]
+        ref = urls[0]["valueFrom"]["secretKeyRef"]
+        assert secret["stringData"][ref["key"]].startswith("postgresql://"), name

@@ -24,7 +24,9 @@ CLIENT_SPAN = "00f067aa0ba902b7"
 @pytest.fixture(scope="module")
 def spans() -> InMemorySpanExporter:
     exporter = InMemorySpanExporter()
-    enabled = make_settings(Path("unused"), None, "redis://unused", "unused:", otel_enabled=True)
+    enabled = make_settings(
+        Path("unused"), None, "redis://unused", "unused:", otel_enabled=True, migrated=False
+    )
     # The tracer provider is global: the first configuration in this process wins.
     assert configure_tracing(enabled, "test", exporter=exporter)
     return exporter

@@ -72,7 +72,13 @@ async def service(
         asyncio.create_task(host.run(stop)),
         asyncio.create_task(watch(list(stores.logs.values()))),
     ]
-    await eventually(lambda: running.count(1), within=30)
+
+    async def caught_up() -> bool:
+        # Every log to its head, not just some tasks: tests compare against this state.
+        positions = await checkpoints.positions("titles", 1)
+        return all(positions.get(name, 0) >= log.head() for name, log in stores.logs.items())
+
+    await eventually(caught_up, within=30)
     await eventually(lambda: _equals(running.count(1), TASKS))
     yield running
     stop.set()

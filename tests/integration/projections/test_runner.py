@@ -11,7 +11,7 @@ from prometheus_client import REGISTRY
 from pymongo.asynchronous.database import AsyncDatabase
 
 from domain.meta import SYSTEM
-from projections.checkpoints import InMemoryCheckpointStore
+from projections.checkpoints import InMemoryCheckpointStore, LogMark
 from projections.log import watch
 from projections.parked import InMemoryParkedEvents, MongoParkedEvents
 from projections.runner import Pacing, ProjectionRunner
@@ -137,11 +137,13 @@ class CrashOnFirstAdvance(InMemoryCheckpointStore):
         upstream: str,
         position: int,
         epoch: int | None = None,
+        *,
+        mark: LogMark | None = None,
     ) -> bool:
         if not self.crashed and upstream == "Tasks":
             self.crashed = True
             raise Crash
-        return await super().advance(projection, generation, upstream, position, epoch)
+        return await super().advance(projection, generation, upstream, position, epoch, mark=mark)
 
 
 async def test_a_crash_between_write_and_checkpoint_reapplies_harmlessly(

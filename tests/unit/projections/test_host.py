@@ -11,7 +11,7 @@ import pytest
 
 from domain.meta import SYSTEM
 from projections.aliases import AliasState, InMemoryAliasRegistry
-from projections.checkpoints import InMemoryCheckpointStore
+from projections.checkpoints import InMemoryCheckpointStore, LogMark
 from projections.host import ProjectionHost
 from projections.parked import InMemoryParkedEvents
 from projections.rebuild import Rebuild
@@ -144,11 +144,13 @@ class FailingOnce(InMemoryCheckpointStore):
         upstream: str,
         position: int,
         epoch: int | None = None,
+        *,
+        mark: LogMark | None = None,
     ) -> bool:
         if not self.failed:
             self.failed = True
             raise RuntimeError("checkpoint store refused the write")
-        return await super().advance(projection, generation, upstream, position, epoch)
+        return await super().advance(projection, generation, upstream, position, epoch, mark=mark)
 
 
 async def test_a_runner_that_dies_is_restarted_from_its_checkpoint() -> None:
