@@ -29,9 +29,9 @@ from ops.bootstrap import (
 from ops.http import BodyLimitMiddleware, RequestIdMiddleware, install_error_handlers
 from ops.metrics import router as metrics_router
 from ops.observability import ObservabilityMiddleware, configure_tracing
+from ops.openapi import install_contract, operation_id
 from ops.projection_status import refresh_gauges
 from ops.projections import read_side_on
-from ops.openapi import install_contract, operation_id
 from ops.queries import open_query_side
 from ops.schema import require_schema
 from ops.settings import Routes, Settings
