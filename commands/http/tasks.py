@@ -12,6 +12,7 @@ from fastapi.concurrency import run_in_threadpool
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator
 
 from commands.http.deps import CurrentUser, TasksApp, remember_write, request_meta
+from commands.http.responses import JsonBody
 from commands.tasks import Tasks
 from commands.written import Written
 from domain.errors import UnparseablePrecondition
@@ -107,23 +108,26 @@ def parse_if_match(value: str | None) -> int | None:
     return int(match[2])
 
 
-def _out(response: Response, written: Written) -> WrittenOut:
-    response.headers["ETag"] = f'"{written.version}"'
-    return WrittenOut(id=written.id, version=written.version, position=written.position)
+def _out(written: Written, status_code: int = 200, **headers: str) -> Response:
+    """WrittenOut's shape, built here and sent as it is (see commands.http.responses)."""
+    return JsonBody(
+        {"id": written.id, "version": written.version, "position": written.position},
+        status_code,
+        {"ETag": f'"{written.version}"', **headers},
+    )
 
 
 @router.post("", status_code=status.HTTP_201_CREATED, response_model=WrittenOut)
 async def create_task(
-    body: CreateTask, user: CurrentUser, tasks: TasksApp, request: Request, response: Response
-) -> WrittenOut:
+    body: CreateTask, user: CurrentUser, tasks: TasksApp, request: Request
+) -> Response:
     """Create a task owned by the caller."""
     # Awaited on the event loop: only the group commit's thread touches the store.
     written = await tasks.create_task_async(
         owner_id=user, meta=request_meta(request, user), **body.model_dump()
     )
     await remember_write(request, user, Tasks.name, written)
-    response.headers["Location"] = f"/v1/tasks/{written.id}"
-    return _out(response, written)
+    return _out(written, status.HTTP_201_CREATED, Location=f"/v1/tasks/{written.id}")
 
 
 @router.patch("/{task_id}", response_model=WrittenOut)
@@ -133,9 +137,8 @@ async def change_task(
     user: CurrentUser,
     tasks: TasksApp,
     request: Request,
-    response: Response,
     if_match: Annotated[str | None, Header()] = None,
-) -> WrittenOut:
+) -> Response:
     """Change any subset of a task's fields; only its owner may, and If-Match guards the version."""
     expected = parse_if_match(if_match)
     written = await run_in_threadpool(
@@ -148,7 +151,7 @@ async def change_task(
         )
     )
     await remember_write(request, user, Tasks.name, written)
-    return _out(response, written)
+    return _out(written)
 
 
 @router.delete("/{task_id}", status_code=status.HTTP_204_NO_CONTENT)
