@@ -76,8 +76,16 @@ class Profiler:
         )
 
     def wait(self) -> None:
-        if self.process is not None:
+        """Until py-spy has written its profile; one that hangs (it can, on a starved machine)
+        is killed, and that window has no breakdown."""
+        if self.process is None:
+            return
+        try:
             self.process.wait(timeout=self.seconds + 30)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+            self.output.unlink(missing_ok=True)
 
 
 # A leaf frame that waits (a socket, a lock, a condition): py-spy cannot always tell such a
