@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from uuid import UUID
 
 from redis.asyncio import Redis
-from redis.exceptions import RedisError
+from redis.exceptions import NoScriptError, RedisError
 
 log = logging.getLogger(__name__)
 
@@ -61,6 +61,7 @@ class RedisWritePositions:
         # The writes gathered in this turn of the loop, and the future their callers await.
         self._gathered: dict[tuple[UUID, str], int] = {}
         self._recorded: asyncio.Future[None] | None = None
+        self._loaded = False
 
     def _key(self, user_id: UUID) -> str:
         return f"{self._prefix}rw:{user_id}"
@@ -98,17 +99,28 @@ class RedisWritePositions:
         task.add_done_callback(lambda done: _settle(recorded, done))
 
     async def _pipeline(self, writes: dict[tuple[UUID, str], int]) -> None:
+        # Plain EVALSHA in the pipeline: a script handed to a pipeline makes it ask SCRIPT
+        # EXISTS first, a second round trip on every batch. Loaded once here instead, and again
+        # if Redis lost it (a restart); raising a position twice changes nothing.
         try:
-            async with self._redis.pipeline(transaction=False) as pipe:
-                for (user_id, application), position in writes.items():
-                    await self._raise(
-                        keys=[self._key(user_id)],
-                        args=[application, position, self._ttl],
-                        client=pipe,
-                    )
-                await pipe.execute()
+            if not self._loaded:
+                self._raise.sha = await self._redis.script_load(RAISE_FIELD)
+                self._loaded = True
+            try:
+                await self._evalshas(writes)
+            except NoScriptError:
+                self._raise.sha = await self._redis.script_load(RAISE_FIELD)
+                await self._evalshas(writes)
         except RedisError as exc:
             self._failed(f"could not remember {len(writes)} writes", exc)
+
+    async def _evalshas(self, writes: dict[tuple[UUID, str], int]) -> None:
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for (user_id, application), position in writes.items():
+                pipe.evalsha(
+                    self._raise.sha, 1, self._key(user_id), application, position, self._ttl
+                )
+            await pipe.execute()
 
     async def last(self, user_id: UUID) -> dict[str, int]:
         if time.monotonic() < self._skip_until:

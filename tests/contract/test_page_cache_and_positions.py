@@ -232,7 +232,7 @@ async def test_the_writes_of_one_batch_are_recorded_in_one_round_trip(
         return real_pipeline(*args, **kwargs)
 
     writer = RedisWritePositions(redis, redis_prefix)
-    writer._redis = SimpleNamespace(pipeline=counted)  # type: ignore[assignment]
+    writer._redis = SimpleNamespace(pipeline=counted, script_load=redis.script_load)  # type: ignore[assignment]
     users = [uuid4() for _ in range(40)]
     await asyncio.gather(
         *(writer.wrote(user, "Tasks", n + 1) for n, user in enumerate(users)),
@@ -247,3 +247,16 @@ async def test_the_writes_of_one_batch_are_recorded_in_one_round_trip(
     await writer.wrote(users[1], "Tasks", 50)  # a later batch: a round trip of its own
     assert pipelines == 2
     assert await elsewhere.last(users[1]) == {"Tasks": 50}
+
+
+async def test_a_redis_that_lost_the_script_still_records_the_writes(
+    redis: Redis, redis_prefix: str
+) -> None:
+    """After a Redis restart the script is gone (NOSCRIPT): loaded again, the batch retried."""
+    writer = RedisWritePositions(redis, redis_prefix)
+    await writer.wrote(ALICE, "Tasks", 1)
+    writer._raise.sha = "0" * 40  # as if Redis had forgotten it
+    await asyncio.gather(writer.wrote(ALICE, "Tasks", 4), writer.wrote(BOB, "Tasks", 2))
+    elsewhere = RedisWritePositions(redis, redis_prefix)
+    assert await elsewhere.last(ALICE) == {"Tasks": 4}
+    assert await elsewhere.last(BOB) == {"Tasks": 2}
