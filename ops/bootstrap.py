@@ -88,12 +88,18 @@ def event_store_env(settings: Settings) -> dict[str, str]:
     }
 
 
+# A task edited often has a long history, replayed in full on every command. The cache keeps
+# the last state of recently used tasks and fast-forwards it from the store on each read (only
+# the events after it), so every process still sees every other's writes.
+TASK_CACHE = {"AGGREGATE_CACHE_MAXSIZE": "10000", "AGGREGATE_CACHE_FASTFORWARD": "y"}
+
+
 def build_write_side(settings: Settings) -> WriteSide:
     env = event_store_env(settings)
     batch = settings.group_commit_max if settings.group_commit else 1
     return WriteSide(
         identity=Identity(env=env, group_commit_max=batch),
-        tasks=Tasks(env=env, group_commit_max=batch),
+        tasks=Tasks(env=env | TASK_CACHE, group_commit_max=batch),
     )
 
 
