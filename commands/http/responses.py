@@ -1,4 +1,4 @@
-"""Responses the command routes build themselves: encoded once with orjson, never re-validated.
+"""Responses the command routes build themselves: encoded once with msgspec, never re-validated.
 
 A route declares its ``response_model`` for the OpenAPI document; what it returns here is a
 ``Response``, which FastAPI sends as it is, without validating and serialising it again.
@@ -9,9 +9,11 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-import orjson
+import msgspec
 from starlette.background import BackgroundTask
 from starlette.responses import Response
+
+_ENCODER = msgspec.json.Encoder()
 
 
 class JsonBody(Response):
@@ -27,5 +29,5 @@ class JsonBody(Response):
         super().__init__(content, status_code, headers, self.media_type, background)
 
     def render(self, content: Any) -> bytes:
-        # orjson writes UUIDs and aware datetimes as the stdlib encoder would be made to.
-        return orjson.dumps(content)
+        # UUIDs as their canonical text, aware datetimes as ISO 8601: what FastAPI would write.
+        return _ENCODER.encode(content)
