@@ -5,9 +5,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
+import os
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
-from typing import Any
+from typing import Any, get_args
 
 from fastapi import FastAPI
 from fastapi.concurrency import run_in_threadpool
@@ -84,6 +85,22 @@ async def _cancel(task: asyncio.Task[None]) -> None:
     task.cancel()
     with contextlib.suppress(asyncio.CancelledError):
         await task
+
+
+# ``serve api --workers N`` tells each worker process which routes to serve through this.
+ROUTES_VARIABLE = "TASKLEDGER_SERVE_ROUTES"
+
+
+def api_from_environment() -> FastAPI:
+    """The app of one ``serve api --workers N`` worker, from the environment its parent checked."""
+    from ops.logs import configure_logging
+
+    settings = Settings()
+    configure_logging(settings.log_level, json_lines=settings.log_json)
+    routes = os.environ.get(ROUTES_VARIABLE, "all")
+    if routes not in get_args(Routes):
+        raise ValueError(f"{ROUTES_VARIABLE} must be one of {get_args(Routes)}, not {routes!r}")
+    return build_api(settings, routes)  # type: ignore[arg-type]
 
 
 def build_api(settings: Settings, routes: Routes = "all") -> FastAPI:

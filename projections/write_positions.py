@@ -7,6 +7,7 @@ far longer than any projection lag worth waiting for.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections import OrderedDict
@@ -14,7 +15,7 @@ from collections.abc import Mapping
 from uuid import UUID
 
 from redis.asyncio import Redis
-from redis.exceptions import RedisError
+from redis.exceptions import NoScriptError, RedisError
 
 log = logging.getLogger(__name__)
 
@@ -34,6 +35,10 @@ class RedisWritePositions:
     answer (and for ``pause`` seconds after each failure, so a blackholed Redis costs no request
     a timeout) reads wait for what this process remembers, and a Redis that lost a write is
     topped up from it.
+
+    The writes of one group-commit batch wake their commands in the same turn of the event
+    loop: ``wrote`` gathers what arrives in one turn and records it in one pipeline, one round
+    trip per batch rather than one per command; each caller returns once its write is recorded.
     """
 
     def __init__(
@@ -53,6 +58,10 @@ class RedisWritePositions:
         self._remember = remember
         self._recent: OrderedDict[UUID, dict[str, int]] = OrderedDict()
         self._raise = redis.register_script(RAISE_FIELD)
+        # The writes gathered in this turn of the loop, and the future their callers await.
+        self._gathered: dict[tuple[UUID, str], int] = {}
+        self._recorded: asyncio.Future[None] | None = None
+        self._loaded = False
 
     def _key(self, user_id: UUID) -> str:
         return f"{self._prefix}rw:{user_id}"
@@ -74,10 +83,44 @@ class RedisWritePositions:
         self._note(user_id, {application: position})
         if time.monotonic() < self._skip_until:
             return
+        key = (user_id, application)
+        self._gathered[key] = max(self._gathered.get(key, 0), position)
+        if self._recorded is None:
+            loop = asyncio.get_running_loop()
+            self._recorded = loop.create_future()
+            # After the callbacks already queued: the rest of the batch's commands.
+            loop.call_soon(self._record, self._recorded)
+        # Shielded: a caller that goes away does not take the others' round trip with it.
+        await asyncio.shield(self._recorded)
+
+    def _record(self, recorded: asyncio.Future[None]) -> None:
+        writes, self._gathered, self._recorded = self._gathered, {}, None
+        task = asyncio.get_running_loop().create_task(self._pipeline(writes))
+        task.add_done_callback(lambda done: _settle(recorded, done))
+
+    async def _pipeline(self, writes: dict[tuple[UUID, str], int]) -> None:
+        # Plain EVALSHA in the pipeline: a script handed to a pipeline makes it ask SCRIPT
+        # EXISTS first, a second round trip on every batch. Loaded once here instead, and again
+        # if Redis lost it (a restart); raising a position twice changes nothing.
         try:
-            await self._raise(keys=[self._key(user_id)], args=[application, position, self._ttl])
+            if not self._loaded:
+                self._raise.sha = await self._redis.script_load(RAISE_FIELD)
+                self._loaded = True
+            try:
+                await self._evalshas(writes)
+            except NoScriptError:
+                self._raise.sha = await self._redis.script_load(RAISE_FIELD)
+                await self._evalshas(writes)
         except RedisError as exc:
-            self._failed(f"could not remember {user_id}'s write at {application}#{position}", exc)
+            self._failed(f"could not remember {len(writes)} writes", exc)
+
+    async def _evalshas(self, writes: dict[tuple[UUID, str], int]) -> None:
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for (user_id, application), position in writes.items():
+                pipe.evalsha(
+                    self._raise.sha, 1, self._key(user_id), application, position, self._ttl
+                )
+            await pipe.execute()
 
     async def last(self, user_id: UUID) -> dict[str, int]:
         if time.monotonic() < self._skip_until:
@@ -91,6 +134,17 @@ class RedisWritePositions:
         if user_id not in self._recent:
             return found
         return self._note(user_id, found)
+
+
+def _settle(recorded: asyncio.Future[None], done: asyncio.Future[None]) -> None:
+    if recorded.done():
+        return
+    if done.cancelled():
+        recorded.cancel()
+    elif (error := done.exception()) is not None:
+        recorded.set_exception(error)
+    else:
+        recorded.set_result(None)
 
 
 class InMemoryWritePositions:

@@ -13,6 +13,7 @@ from pydantic import AwareDatetime, BaseModel, BeforeValidator, ConfigDict, Fiel
 from pydantic.json_schema import SkipJsonSchema
 
 from commands.http.deps import CurrentUser, TasksApp, remember_write, request_meta
+from commands.http.responses import JsonBody
 from commands.tasks import Tasks
 from commands.written import Written
 from domain.errors import UnparseablePrecondition
@@ -129,9 +130,13 @@ def parse_if_match(value: str | None) -> frozenset[int] | None:
     return frozenset(versions)
 
 
-def _out(response: Response, written: Written) -> WrittenOut:
-    response.headers["ETag"] = f'"{written.version}"'
-    return WrittenOut(id=written.id, version=written.version, position=written.position)
+def _out(written: Written, status_code: int = 200, **headers: str) -> Response:
+    """WrittenOut's shape, built here and sent as it is (see commands.http.responses)."""
+    return JsonBody(
+        {"id": written.id, "version": written.version, "position": written.position},
+        status_code,
+        {"ETag": f'"{written.version}"', **headers},
+    )
 
 
 _ETAG_HEADER = {"description": 'the new version, as "3"', "schema": {"type": "string"}}
@@ -161,16 +166,15 @@ _IF_MATCH_FAILED: dict[int | str, dict[str, Any]] = {
     },
 )
 async def create_task(
-    body: CreateTask, user: CurrentUser, tasks: TasksApp, request: Request, response: Response
-) -> WrittenOut:
+    body: CreateTask, user: CurrentUser, tasks: TasksApp, request: Request
+) -> Response:
     """Create a task owned by the caller."""
     # Awaited on the event loop: only the group commit's thread touches the store.
     written = await tasks.create_task_async(
         owner_id=user, meta=request_meta(request, user), **body.model_dump()
     )
     await remember_write(request, user, Tasks.name, written)
-    response.headers["Location"] = f"/v1/tasks/{written.id}"
-    return _out(response, written)
+    return _out(written, status.HTTP_201_CREATED, Location=f"/v1/tasks/{written.id}")
 
 
 @router.patch(
@@ -184,9 +188,8 @@ async def update_task(
     user: CurrentUser,
     tasks: TasksApp,
     request: Request,
-    response: Response,
     if_match: Annotated[str | None, Header()] = None,
-) -> WrittenOut:
+) -> Response:
     """Change any subset of a task's fields; only its owner may, and If-Match guards the version."""
     expected = parse_if_match(if_match)
     written = await run_in_threadpool(
@@ -199,7 +202,7 @@ async def update_task(
         )
     )
     await remember_write(request, user, Tasks.name, written)
-    return _out(response, written)
+    return _out(written)
 
 
 @router.delete("/{task_id}", status_code=status.HTTP_204_NO_CONTENT, responses=_IF_MATCH_FAILED)

@@ -8,8 +8,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import signal
+import tempfile
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
@@ -31,14 +34,21 @@ Host = Annotated[str, typer.Option(help="Interface to listen on.")]
 Port = Annotated[int, typer.Option(min=1, max=65535, help="TCP port to listen on.")]
 
 
-def serve_http(asgi: ASGIApp, host: str, port: int, level: Level) -> None:
-    """Every HTTP process (and the benchmark's baseline) runs under the same uvicorn setup."""
+def serve_http(
+    asgi: ASGIApp | str, host: str, port: int, level: Level, *, workers: int = 1
+) -> None:
+    """Every HTTP process (and the benchmark's baseline) runs under the same uvicorn setup.
+
+    With several workers, ``asgi`` is the import path of a factory each worker calls.
+    """
     import uvicorn
 
     uvicorn.run(
         asgi,
         host=host,
         port=port,
+        factory=workers > 1,
+        workers=workers if workers > 1 else None,
         # Our root handler formats uvicorn's records too; per-request lines come from the app,
         # which knows the request id and user, so uvicorn's access log stays off.
         log_config=None,
@@ -57,9 +67,12 @@ def api(
     routes: Annotated[
         Routes, typer.Option(help="Serve only the auth routes, only the task routes, or all.")
     ] = "all",
+    workers: Annotated[
+        int, typer.Option(min=1, max=64, help="Processes serving the port; /metrics merges them.")
+    ] = 1,
 ) -> None:
     """The HTTP API alone; --routes lets auth and tasks be deployed and scaled apart."""
-    from ops.api import build_api
+    from ops.api import ROUTES_VARIABLE, build_api
     from ops.bootstrap import redis_url
     from ops.logs import configure_logging
     from ops.schema import require_schema
@@ -70,7 +83,27 @@ def api(
         redis_url(settings)  # checked here: inside the lifespan it would be a traceback
     require_schema(settings)  # likewise
     configure_logging(settings.log_level, json_lines=settings.log_json)
-    serve_http(build_api(settings, routes), host, port, settings.log_level)
+    if workers == 1:
+        serve_http(build_api(settings, routes), host, port, settings.log_level)
+        return
+    # The workers start as new interpreters: they read the routes and the metrics directory
+    # from the environment, before prometheus-client is imported.
+    os.environ[ROUTES_VARIABLE] = routes
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(_metrics_directory())
+    serve_http("ops.api:api_from_environment", host, port, settings.log_level, workers=workers)
+
+
+def _metrics_directory() -> Path:
+    """PROMETHEUS_MULTIPROC_DIR emptied (last run's counts must not add up with ours), or a
+    fresh directory when it is unset."""
+    given = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    if not given:
+        return Path(tempfile.mkdtemp(prefix="taskledger-metrics-"))
+    directory = Path(given)
+    directory.mkdir(parents=True, exist_ok=True)
+    for stale in directory.glob("*.db"):
+        stale.unlink()
+    return directory
 
 
 MetricsPort = Annotated[

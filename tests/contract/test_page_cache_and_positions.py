@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from types import SimpleNamespace
 from typing import Any
-from uuid import UUID
+from uuid import UUID, uuid4
 
 import pytest
 from redis.asyncio import Redis
@@ -214,3 +216,47 @@ async def test_a_dead_redis_is_left_alone_after_a_failure_and_own_writes_still_c
     await redis.delete(f"{redis_prefix}rw:{ALICE}")
     await alive.wrote(ALICE, "Identity", 2)
     assert await alive.last(ALICE) == {"Tasks": 7, "Identity": 2}
+
+
+async def test_the_writes_of_one_batch_are_recorded_in_one_round_trip(
+    redis: Redis, redis_prefix: str
+) -> None:
+    """A group-commit batch wakes its commands together: their positions share one pipeline,
+    and each caller returns only once its own write is in Redis (another process sees it)."""
+    pipelines = 0
+    real_pipeline = redis.pipeline
+
+    def counted(*args: Any, **kwargs: Any) -> Any:
+        nonlocal pipelines
+        pipelines += 1
+        return real_pipeline(*args, **kwargs)
+
+    writer = RedisWritePositions(redis, redis_prefix)
+    writer._redis = SimpleNamespace(pipeline=counted, script_load=redis.script_load)  # type: ignore[assignment]
+    users = [uuid4() for _ in range(40)]
+    await asyncio.gather(
+        *(writer.wrote(user, "Tasks", n + 1) for n, user in enumerate(users)),
+        writer.wrote(users[0], "Tasks", 100),
+        writer.wrote(users[0], "Identity", 7),
+    )
+    assert pipelines == 1
+    elsewhere = RedisWritePositions(redis, redis_prefix)
+    assert await elsewhere.last(users[0]) == {"Tasks": 100, "Identity": 7}
+    for n, user in enumerate(users[1:], start=1):
+        assert await elsewhere.last(user) == {"Tasks": n + 1}
+    await writer.wrote(users[1], "Tasks", 50)  # a later batch: a round trip of its own
+    assert pipelines == 2
+    assert await elsewhere.last(users[1]) == {"Tasks": 50}
+
+
+async def test_a_redis_that_lost_the_script_still_records_the_writes(
+    redis: Redis, redis_prefix: str
+) -> None:
+    """After a Redis restart the script is gone (NOSCRIPT): loaded again, the batch retried."""
+    writer = RedisWritePositions(redis, redis_prefix)
+    await writer.wrote(ALICE, "Tasks", 1)
+    writer._raise.sha = "0" * 40  # as if Redis had forgotten it
+    await asyncio.gather(writer.wrote(ALICE, "Tasks", 4), writer.wrote(BOB, "Tasks", 2))
+    elsewhere = RedisWritePositions(redis, redis_prefix)
+    assert await elsewhere.last(ALICE) == {"Tasks": 4}
+    assert await elsewhere.last(BOB) == {"Tasks": 2}

@@ -12,19 +12,21 @@ from redis.asyncio import Redis
 
 from commands.auth.memory import InMemorySessionStore
 from commands.auth.redis import RedisSessionStore
+from commands.auth.session_cache import CachingSessionStore
 from commands.auth.sessions import Rotation, Session, SessionStore
 
 TTL = 600
 
 
-@pytest.fixture(params=["memory", "redis"])
+@pytest.fixture(params=["memory", "redis", "cached-redis"])
 async def store(request: pytest.FixtureRequest) -> AsyncIterator[SessionStore]:
     if request.param == "memory":
         yield InMemorySessionStore()
         return
     client = Redis.from_url(request.getfixturevalue("redis_url"))
     try:
-        yield RedisSessionStore(client, request.getfixturevalue("redis_prefix"))
+        redis_store = RedisSessionStore(client, request.getfixturevalue("redis_prefix"))
+        yield CachingSessionStore(redis_store) if request.param == "cached-redis" else redis_store
     finally:
         await client.aclose()
 
