@@ -9,10 +9,10 @@ through this store at once. "Closed" is never remembered: a closed session stays
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from uuid import UUID
 
-from commands.auth.sessions import Rotation, Session, SessionStore
+from commands.auth.sessions import Rotation, Session, SessionRecord, SessionStore
 
 # Well under the 1 s within which a revocation must act on every API process.
 OPEN_FOR = 0.5
@@ -40,14 +40,16 @@ class CachingSessionStore:
         # landed may predate it, so it is not remembered.
         self._revocations = 0
 
-    async def open(self, session: Session, ttl: int) -> bool:
-        return await self._store.open(session, ttl)
+    async def open(self, session: Session, idle: int) -> bool:
+        return await self._store.open(session, idle)
 
     async def rotate(
-        self, user_id: UUID, session_id: str, spent: str, replacement: str, ttl: int
-    ) -> Rotation:
-        outcome = await self._store.rotate(user_id, session_id, spent, replacement, ttl)
-        if outcome is not Rotation.ROTATED:
+        self, user_id: UUID, session_id: str, spent: str, replacement: str, *, now: int, idle: int
+    ) -> tuple[Rotation, int]:
+        outcome = await self._store.rotate(
+            user_id, session_id, spent, replacement, now=now, idle=idle
+        )
+        if outcome[0] is not Rotation.ROTATED:
             self._revoked(user_id, session_id)
         return outcome
 
@@ -64,16 +66,20 @@ class CachingSessionStore:
             self._open[key] = asked + self._ttl
         return active
 
-    async def revoke(self, user_id: UUID, session_id: str) -> None:
+    async def revoke(self, user_id: UUID, session_id: str) -> bool:
         # Before and after: an "open" asked for while the revocation is on its way is not kept.
         self._revoked(user_id, session_id)
-        await self._store.revoke(user_id, session_id)
+        ended = await self._store.revoke(user_id, session_id)
         self._revoked(user_id, session_id)
+        return ended
 
     async def revoke_all(self, user_id: UUID, *, before_version: int, ttl: int) -> None:
         self._revoked(user_id)
         await self._store.revoke_all(user_id, before_version=before_version, ttl=ttl)
         self._revoked(user_id)
+
+    async def sessions(self, user_id: UUID) -> Sequence[SessionRecord]:
+        return await self._store.sessions(user_id)
 
     def _revoked(self, user_id: UUID, session_id: str | None = None) -> None:
         self._revocations += 1

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from uuid import UUID, uuid4
 
 from commands.auth.memory import InMemorySessionStore
@@ -35,7 +36,7 @@ class Counting(InMemorySessionStore):
 
 
 async def _opened(store: Counting) -> Session:
-    session = Session(uuid4(), "s1", "r1", 1)
+    session = Session(uuid4(), "s1", "r1", 1, 0, 2**31)
     assert await store.open(session, 600)
     return session
 
@@ -88,8 +89,8 @@ async def test_a_spent_refresh_token_revokes_at_once() -> None:
     cache = CachingSessionStore(backing, clock=clock)
     s = await _opened(backing)
     assert await cache.is_active(s.user_id, "s1")
-    await cache.rotate(s.user_id, "s1", "r1", "r2", 600)
-    await cache.rotate(s.user_id, "s1", "r1", "r3", 600)  # r1 again: a reuse
+    await cache.rotate(s.user_id, "s1", "r1", "r2", now=int(time.time()), idle=600)
+    await cache.rotate(s.user_id, "s1", "r1", "r3", now=int(time.time()), idle=600)  # a reuse
     assert not await cache.is_active(s.user_id, "s1")
 
 
