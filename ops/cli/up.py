@@ -12,7 +12,14 @@ import typer
 
 from ops.cli.environment import settings_or_exit
 from ops.cli.serve import Host, Port
-from ops.embedded import Plan, build_children, remove_env_file, running, write_env_file
+from ops.embedded import (
+    LOOPBACK,
+    Plan,
+    build_children,
+    remove_env_file,
+    running,
+    write_env_file,
+)
 from ops.engines import port_open
 from ops.supervisor import Supervisor
 
@@ -71,11 +78,15 @@ def _run(plan: Plan) -> int:
     stages = build_children(plan, specs)
     write_env_file(plan, specs)
     _say(f"data in {plan.data_dir}, logs in {plan.logs}")
+    # The supervisor's own /metrics: restarts per child (loopback only, like the workers').
+    metrics_port = plan.ports.port("up-metrics")
+    _say(f"restarts counted at http://{LOOPBACK}:{metrics_port}/metrics")
 
     def announce() -> None:
         typer.echo(f"taskledger is up at {plan.url}  (docs: /docs)")
 
     try:
-        return Supervisor(stages, say=_say).run(on_ready=announce)
+        supervisor = Supervisor(stages, say=_say, metrics_address=(LOOPBACK, metrics_port))
+        return supervisor.run(on_ready=announce)
     finally:
         remove_env_file(plan)
