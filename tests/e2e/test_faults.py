@@ -12,13 +12,18 @@ it is *uncertain*, and the checks allow either outcome for it, never for an ackn
 
 from __future__ import annotations
 
+import contextlib
 import os
 import random
+import shutil
 import signal
+import subprocess
+import tempfile
 import threading
 import time
 import uuid
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from email import message_from_bytes, policy
 from pathlib import Path
@@ -26,6 +31,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from ops.engines import free_port
 from tests.e2e.test_up import Up, register_and_login
 
 pytestmark = pytest.mark.e2e
@@ -43,6 +49,8 @@ KILLS = [
 ]
 HEAL_WITHIN = 30.0
 LOAD_BETWEEN_KILLS = 4.0
+# How long PostgreSQL stays down in the production-mode test.
+OUTAGE = 5.0
 RESET_SUBJECT = "Reset your taskledger password"
 PASSWORD = "correct horse battery"
 
@@ -179,74 +187,185 @@ def reset_mails_to(mail_dir: Path) -> Counter[str]:
     return sent
 
 
+# Every user asks for resets from 127.0.0.1: the per-client limit must not be the test.
+GENEROUS_LIMITS = {
+    "TASKLEDGER_FORGOT_PASSWORD_MAX": "1000",
+    "TASKLEDGER_FORGOT_PASSWORD_MAX_PER_CLIENT": "10000",
+}
+
+
+class Load:
+    """USERS drivers on their own threads, each registered before the load begins."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.phase = ["before"]
+        self.stop = threading.Event()
+        self.drivers: list[Driver] = []
+        self.threads: list[threading.Thread] = []
+
+    def __enter__(self) -> Load:
+        with httpx.Client(base_url=self.url, timeout=30) as client:
+            for n in range(USERS):
+                email = f"user{n}-{uuid.uuid4().hex[:6]}@example.com"
+                tokens = register_and_login(client, email, PASSWORD)
+                driver = Driver(self.url, email, self.phase, seed=n)
+                self.drivers.append(driver)
+                thread = threading.Thread(target=driver.run, args=(tokens, self.stop), daemon=True)
+                self.threads.append(thread)
+        for thread in self.threads:
+            thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop.set()
+        for thread in self.threads:
+            thread.join(60)
+
+    def statuses(self) -> Counter[str]:
+        return sum((d.statuses for d in self.drivers), Counter())
+
+    def failures(self) -> list[tuple[str, str]]:
+        return [f for d in self.drivers for f in d.failures]
+
+
+def verify(url: str, mail_dir: Path, load: Load) -> None:
+    """From the API alone (and the sink's files): nothing acknowledged lost, no mail twice."""
+    with httpx.Client(base_url=url, timeout=30) as client:
+        for driver in load.drivers:
+            tokens = register_and_login_again(client, driver.email)
+            check_reads_back(client, driver, tokens)
+
+    mails = wait_for_reset_mails(mail_dir, load.drivers)
+    for driver in load.drivers:
+        sent = mails[driver.email]
+        assert driver.resets_accepted <= sent <= driver.resets_accepted + driver.resets_uncertain
+    statuses = load.statuses()
+    acknowledged = sum(n for key, n in statuses.items() if key.split()[1].startswith("2"))
+    assert acknowledged > 100, statuses
+
+
+def dropped_connections_only(failures: list[tuple[str, str]], phases: set[str]) -> bool:
+    """Each failure a lost connection (``kind: Error(...)``, no status) during ``phases``."""
+    return all(
+        phase in phases and ": " in what and " " not in what.split(":")[0]
+        for phase, what in failures
+    )
+
+
 def test_up_heals_every_single_kill_under_load_and_loses_nothing_acknowledged(
     tmp_path: Path,
 ) -> None:
     data_dir = tmp_path / "data"
     with Up(data_dir) as up:
-        # Every user asks for resets from 127.0.0.1: the per-client limit must not be the test.
-        up.env |= {
-            "TASKLEDGER_FORGOT_PASSWORD_MAX": "1000",
-            "TASKLEDGER_FORGOT_PASSWORD_MAX_PER_CLIENT": "10000",
-        }
+        up.env |= GENEROUS_LIMITS
         url = up.start()
-        phase = ["before"]
-        drivers, threads, stop = [], [], threading.Event()
-        with httpx.Client(base_url=url, timeout=30) as client:
-            for n in range(USERS):
-                email = f"user{n}-{uuid.uuid4().hex[:6]}@example.com"
-                tokens = register_and_login(client, email, PASSWORD)
-                driver = Driver(url, email, phase, seed=n)
-                drivers.append((driver, tokens))
-        for driver, tokens in drivers:
-            thread = threading.Thread(target=driver.run, args=(tokens, stop), daemon=True)
-            thread.start()
-            threads.append(thread)
-
         healed: dict[str, float] = {}
-        try:
+        with Load(url) as load:
             time.sleep(LOAD_BETWEEN_KILLS)
             for name, marker in KILLS:
                 pid = child_named(up, marker)
-                phase[0] = name
+                load.phase[0] = name
                 killed_at = time.monotonic()
                 os.kill(pid, signal.SIGKILL)
                 healed[name] = ready_again(url, name, killed_at)
                 time.sleep(LOAD_BETWEEN_KILLS)
-                phase[0] = f"after {name}"
-        finally:
-            stop.set()
-            for thread in threads:
-                thread.join(60)
+                load.phase[0] = f"after {name}"
 
         stderr = up.stderr()
         for name, _ in KILLS:
             assert f"{name} was killed by SIGKILL unexpectedly; restarting it" in stderr
             assert f"{name} restarted (pid" in stderr
         assert "crashed" not in stderr
-
-        with httpx.Client(base_url=url, timeout=30) as client:
-            for driver, _ in drivers:
-                tokens = register_and_login_again(client, driver.email)
-                check_reads_back(client, driver, tokens)
-
-        mails = wait_for_reset_mails(data_dir / "mail", [d for d, _ in drivers])
-        for driver, _ in drivers:
-            sent = mails[driver.email]
-            assert (
-                driver.resets_accepted <= sent <= driver.resets_accepted + driver.resets_uncertain
-            )
-
-        failures = [f for d, _ in drivers for f in d.failures]
+        verify(url, data_dir / "mail", load)
         # Only the API's own death may drop a connection; nothing else fails (no 500, no 4xx).
-        assert all(
-            phase == "api" and ": " in what and " " not in what.split(":")[0]
-            for phase, what in failures
-        ), failures
-        statuses = sum((d.statuses for d, _ in drivers), Counter())
-        acknowledged = sum(n for key, n in statuses.items() if key.split()[1].startswith("2"))
-        assert acknowledged > 100, statuses
-        print(f"healed within {healed}; answers {dict(statuses)}; dropped {len(failures)}")
+        assert dropped_connections_only(load.failures(), {"api"}), load.failures()
+        print(f"healed within {healed}; answers {dict(load.statuses())}")
+
+
+class ScratchPostgres:
+    """A PostgreSQL cluster of the test's own, on a free port: this one may be killed."""
+
+    def __init__(self, directory: Path) -> None:
+        bins = sorted(Path("/usr/lib/postgresql").glob("*/bin"))
+        assert bins, "PostgreSQL's server binaries are not installed under /usr/lib/postgresql"
+        self.bin = bins[-1]
+        self.directory = directory
+        self.data = directory / "cluster"
+        self.port = free_port()
+        self.url = f"postgresql://postgres@127.0.0.1:{self.port}/postgres"
+        directory.mkdir(parents=True, exist_ok=True)
+        # initdb refuses to run as root: then the cluster belongs to the postgres user.
+        self.user = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
+        if self.user:
+            shutil.chown(directory, "postgres")
+        self._run("initdb", "-D", str(self.data), "-A", "trust", "-U", "postgres", "--no-sync")
+
+    def _run(self, tool: str, *args: str) -> None:
+        done = subprocess.run(
+            [*self.user, str(self.bin / tool), *args],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+        assert done.returncode == 0, f"{tool} failed: {done.stdout}{done.stderr}"
+
+    def start(self) -> None:
+        options = f"-p {self.port} -k {self.directory} -c listen_addresses=127.0.0.1"
+        log = str(self.directory / "postgres.log")
+        self._run("pg_ctl", "-D", str(self.data), "-l", log, "-o", options, "-w", "start")
+
+    def crash(self) -> None:
+        """Immediate shutdown: no checkpoint, recovery from the WAL on the next start."""
+        self._run("pg_ctl", "-D", str(self.data), "-m", "immediate", "-w", "stop")
+
+
+@pytest.fixture
+def scratch_postgres() -> Iterator[ScratchPostgres]:
+    # Not under pytest's tmp_path: the postgres user could not reach into root's 0700 dir.
+    directory = Path(tempfile.mkdtemp(prefix="taskledger-pg-"))
+    try:
+        cluster = ScratchPostgres(directory)
+        cluster.start()
+        try:
+            yield cluster
+        finally:
+            with contextlib.suppress(AssertionError):
+                cluster.crash()
+    finally:
+        shutil.rmtree(directory, ignore_errors=True)
+
+
+def test_production_mode_rides_out_a_postgresql_crash_and_restart(
+    tmp_path: Path, scratch_postgres: ScratchPostgres
+) -> None:
+    data_dir = tmp_path / "data"
+    with Up(data_dir) as up:
+        up.env |= GENEROUS_LIMITS | {"TASKLEDGER_EVENT_STORE_URL": scratch_postgres.url}
+        url = up.start()
+        with Load(url) as load:
+            time.sleep(LOAD_BETWEEN_KILLS)
+            load.phase[0] = "postgres down"
+            scratch_postgres.crash()
+            crashed_at = time.monotonic()
+            down = httpx.get(url + "/health/ready", timeout=10)
+            time.sleep(max(0.0, OUTAGE - (time.monotonic() - crashed_at)))
+            load.phase[0] = "postgres restarting"
+            restarted_at = time.monotonic()
+            scratch_postgres.start()
+            healed = ready_again(url, "postgresql", restarted_at)
+            time.sleep(LOAD_BETWEEN_KILLS)
+
+        # Readiness names the store that is down. (Commands wait for it instead: eventsourcing
+        # retries a write and its pool waits for a connection; see the README.)
+        assert down.status_code == 503, down.text
+        assert down.json()["dependency"] == "event_store"
+        verify(url, data_dir / "mail", load)
+        # No child of up needed a restart, and no request got anything but 503 or success.
+        assert "unexpectedly" not in up.stderr()
+        assert not load.failures(), load.failures()
+        print(f"ready {healed:.1f}s after PostgreSQL restarted; answers {dict(load.statuses())}")
 
 
 def register_and_login_again(client: httpx.Client, email: str) -> dict[str, str]:
