@@ -21,7 +21,6 @@ from ops.embedded import (
     write_env_file,
 )
 from ops.engines import port_open
-from ops.supervisor import Supervisor
 
 
 class DataDirInUseError(Exception):
@@ -69,6 +68,9 @@ def up(host: Host = "127.0.0.1", port: Port = 8000) -> None:
 
 
 def _run(plan: Plan) -> int:
+    # Here, not at the top: every child imports the CLI, and only up needs its metrics server.
+    from ops.supervisor import Supervisor
+
     if port_open(plan.probe_host, plan.port):
         _say(f"port {plan.port} on {plan.host} is already in use (choose one with --port)")
         return 1
