@@ -6,7 +6,8 @@ only once the one before it is ready (the engines before the processes that use 
 
 It is what keeps ``taskledger up`` one process tree that heals itself, as Kubernetes does its
 pods: a child that dies on its own is started again, the same command on the same port and
-data, after an exponential back-off; one that keeps dying (``max_crashes`` within ``window``)
+data, after an exponential back-off (also when it dies during its first start); one that
+keeps dying (``max_crashes`` within ``window``)
 takes the whole tree down with a message naming it and its log, rather than flapping for
 ever. SIGINT or SIGTERM stops every child cleanly. The restarts are counted in the
 supervisor's own Prometheus registry, which ``serve_metrics`` exposes.
@@ -63,7 +64,7 @@ class RestartPolicy:
     max_delay: float = 8.0
     max_crashes: int = 5
     window: float = 60.0
-    # A restarted child that answers its probe in no time is not waited for longer than this.
+    # How long a child, started or restarted, may take to answer its readiness probe.
     ready_timeout: float = 60.0
 
     def delay(self, recent_crashes: int) -> float:
@@ -156,7 +157,7 @@ class Supervisor:
                     self.metrics.crashes.labels(child.name)
                     child.spawn()
                 for child in stage:
-                    child.wait_ready()
+                    self._until_ready(child)
                     self.metrics.up.labels(child.name).set(1)
                     pid = child.process.pid if child.process else "?"
                     self.say(f"{child.name} started (pid {pid})")
@@ -176,6 +177,26 @@ class Supervisor:
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
         return status
+
+    def _until_ready(self, child: Daemon) -> None:
+        """Wait for a child's first start; one that dies on the way is healed as later on
+        (a start can lose a race, say over a new database's schema), a crash loop ends it."""
+        while True:
+            try:
+                child.wait_ready(self.policy.ready_timeout)
+                return
+            except EngineFailedError as failure:
+                process = child.process
+                status = process.poll() if process is not None else None
+                if status is None:
+                    raise  # not ready in time: waiting more would not help
+                healing = self._healing.setdefault(id(child), _Healing())
+                self._died(child, healing, status, time.monotonic(), failure)
+                assert healing.restart_at is not None
+                time.sleep(max(0.0, healing.restart_at - time.monotonic()))
+                healing.restart_at = None
+                self.metrics.restarts.labels(child.name).inc()
+                child.spawn()
 
     def _interrupt(self, signum: int, frame: FrameType | None) -> None:
         # A second signal while stopping must not abandon the children half-stopped.
@@ -214,7 +235,14 @@ class Supervisor:
                 child.stop()  # hung in its start: as good as dead
                 self._died(child, healing, -signal.SIGKILL, now)
 
-    def _died(self, child: Daemon, healing: _Healing, status: int, now: float) -> None:
+    def _died(
+        self,
+        child: Daemon,
+        healing: _Healing,
+        status: int,
+        now: float,
+        failure: EngineFailedError | None = None,
+    ) -> None:
         self.metrics.up.labels(child.name).set(0)
         self.metrics.crashes.labels(child.name).inc()
         healing.starting_since = None
@@ -223,7 +251,7 @@ class Supervisor:
             healing.crashes.popleft()
         recent = len(healing.crashes)
         if recent >= self.policy.max_crashes:
-            self.say(f"{child.name} {how_it_ended(status)}")
+            self.say(str(failure) if failure else f"{child.name} {how_it_ended(status)}")
             raise CrashLoopError(child, recent, self.policy.window)
         delay = self.policy.delay(recent)
         healing.restart_at = now + delay

@@ -118,6 +118,37 @@ def test_a_child_in_a_crash_loop_stops_the_tree_naming_it_and_its_log(tmp_path: 
     assert not engine.alive()
 
 
+def test_a_child_that_dies_during_its_first_start_is_started_again(tmp_path: Path) -> None:
+    # Dies the first time (as a process losing a race over a new schema would), then runs.
+    marker, running = tmp_path / "tried", tmp_path / "running"
+    code = (
+        "import pathlib, sys, time\n"
+        f"marker = pathlib.Path({str(marker)!r})\n"
+        "if not marker.exists():\n"
+        "    marker.touch()\n"
+        "    sys.exit(3)\n"
+        f"pathlib.Path({str(running)!r}).touch()\n"
+        "time.sleep(120)\n"
+    )
+    racer = Daemon("racer", [sys.executable, "-c", code], running.exists, tmp_path / "racer.log")
+    said: list[str] = []
+
+    def ready() -> None:
+        threading.Timer(0.2, os.kill, (os.getpid(), signal.SIGTERM)).start()
+
+    policy = RestartPolicy(first_delay=0.05)
+    status = Supervisor([[racer]], say=said.append, poll_interval=0.05, policy=policy).run(
+        on_ready=ready
+    )
+
+    assert status == 0
+    assert "racer exited (3) unexpectedly; restarting it in 0.05s" in "\n".join(said)
+    # Started once, in the first start: never restarted by the watch that follows it.
+    assert any(line.startswith("racer started (pid ") for line in said)
+    assert not any("racer restarted" in line for line in said)
+    assert "racer stopped" in said
+
+
 @pytest.mark.parametrize(
     ("crashes", "delay"), [(1, 0.5), (2, 1.0), (3, 2.0), (4, 4.0), (5, 8.0), (9, 8.0)]
 )
