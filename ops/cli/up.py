@@ -13,6 +13,7 @@ import typer
 from ops.cli.environment import settings_or_exit
 from ops.cli.serve import Host, Port
 from ops.embedded import (
+    LOOPBACK,
     Plan,
     build_children,
     remove_discovery_file,
@@ -22,7 +23,6 @@ from ops.embedded import (
     write_env_file,
 )
 from ops.engines import port_open
-from ops.supervisor import Supervisor
 
 
 class DataDirInUseError(Exception):
@@ -72,6 +72,9 @@ def up(host: Host = "127.0.0.1", port: Port = 8000) -> None:
 def _run(plan: Plan) -> int:
     from ops.schema import migrate
 
+    # Here, not at the top: every child imports the CLI, and only up needs its metrics server.
+    from ops.supervisor import Supervisor
+
     if port_open(plan.probe_host, plan.port):
         _say(f"port {plan.port} on {plan.host} is already in use (choose one with --port)")
         return 1
@@ -86,12 +89,16 @@ def _run(plan: Plan) -> int:
     write_env_file(plan, specs)
     write_discovery_file(plan, specs)
     _say(f"data in {plan.data_dir}, logs in {plan.logs}")
+    # The supervisor's own /metrics: restarts per child (loopback only, like the workers').
+    metrics_port = plan.ports.port("up-metrics")
+    _say(f"restarts counted at http://{LOOPBACK}:{metrics_port}/metrics")
 
     def announce() -> None:
         typer.echo(f"taskledger is up at {plan.url}  (docs: /docs)")
 
     try:
-        return Supervisor(stages, say=_say).run(on_ready=announce)
+        supervisor = Supervisor(stages, say=_say, metrics_address=(LOOPBACK, metrics_port))
+        return supervisor.run(on_ready=announce)
     finally:
         remove_discovery_file(plan)
         remove_env_file(plan)

@@ -236,12 +236,28 @@ def test_up_serves_stops_on_sigterm_and_resumes_with_all_data(tmp_path: Path) ->
         assert_all_gone(children)
 
 
-def test_up_stops_everything_and_names_the_child_that_died(tmp_path: Path) -> None:
-    with Up(tmp_path / "data") as up:
-        up.start()
+def test_up_restarts_a_killed_engine_on_its_port_and_still_stops_cleanly(tmp_path: Path) -> None:
+    data_dir = tmp_path / "data"
+    with Up(data_dir) as up:
+        url = up.start()
+        (redis_child,) = [p for p in up.tree() if "redis-server" in " ".join(p.cmdline())]
+        redis_child.send_signal(signal.SIGKILL)
+        deadline = time.monotonic() + 30
+        while "redis restarted" not in up.stderr() and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert "redis was killed by SIGKILL unexpectedly; restarting it" in up.stderr()
+        assert "redis restarted" in up.stderr()
+        # Same port, same data: the URL every other child was given still works.
+        redis_port = json.loads((data_dir / "ports.json").read_text())["redis"]
+        with redis.Redis(port=redis_port) as engine:
+            assert engine.ping()
+        with httpx.Client(base_url=url, timeout=30) as client:
+            assert client.get("/health/ready").status_code == 200
+        metrics_port = json.loads((data_dir / "ports.json").read_text())["up-metrics"]
+        scraped = httpx.get(f"http://127.0.0.1:{metrics_port}/metrics").text
+        assert 'taskledger_up_child_restarts_total{child="redis"} 1.0' in scraped
         children = up.tree()
-        (redis,) = [p for p in children if "redis-server" in " ".join(p.cmdline())]
-        redis.send_signal(signal.SIGKILL)
-        assert up.wait() == 1
-        assert "redis was killed by SIGKILL unexpectedly" in up.stderr()
+        assert up.process is not None
+        up.process.send_signal(signal.SIGTERM)
+        assert up.wait() == 0, up.stderr()
         assert_all_gone(children)
