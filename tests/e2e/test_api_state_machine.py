@@ -25,7 +25,7 @@ from hypothesis.stateful import (
     run_state_machine_as_test,
 )
 
-from tests.fixtures.api import make_settings
+from ops.settings import Settings
 from tests.fixtures.read_side import serving
 from tests.fixtures.users import PASSWORD, bearer, new_email
 
@@ -374,22 +374,9 @@ class TaskApi(RuleBasedStateMachine):
 
 
 @pytest.fixture
-def api_client(
-    tmp_path: Path, redis_url: str, redis_prefix: str, mongo_url: str
-) -> Iterator[httpx.Client]:
-    settings = make_settings(
-        tmp_path,
-        f"sqlite:///{tmp_path / 'events.sqlite'}",
-        redis_url,
-        redis_prefix,
-        mongo_url=mongo_url,
-        read_your_writes_timeout=10.0,
-        # The model's users log in with a wrong password now and then: no lockout mid-run.
-        login_max_failures=1_000_000,
-        login_max_failures_per_client=1_000_000,
-        register_max_per_client=1_000_000,
-    )
-    with serving(settings, tmp_path / "projector.log") as client:
+def api_client(unthrottled_settings: Settings, tmp_path: Path) -> Iterator[httpx.Client]:
+    # The model's users log in with a wrong password now and then: no lockout mid-run.
+    with serving(unthrottled_settings, tmp_path / "projector.log") as client:
         yield client
 
 

@@ -42,6 +42,8 @@ def test_workers_share_the_port_and_their_metrics_add_up(
         "PROMETHEUS_MULTIPROC_DIR": str(tmp_path / "metrics"),
     }
     (tmp_path / "metrics").mkdir()
+    # Serving processes never create the schema: migrate first, as deployments do.
+    subprocess.run([sys.executable, "-m", "ops", "migrate"], env=env, check=True)
     (tmp_path / "metrics" / "counter_stale.db").write_bytes(b"left by an earlier run")
     process = subprocess.Popen(
         [sys.executable, "-m", "ops", "serve", "api", "--port", str(port), "--workers", "2"],
