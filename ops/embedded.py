@@ -175,8 +175,13 @@ def _redis(plan: Plan, env: Env) -> Daemon:
 
 
 def _secantus(plan: Plan, env: Env) -> Daemon:
+    # Durable like up's Redis: a killed document store keeps every write it acknowledged.
     return secantus(
-        plan.data_dir / "mongo", plan.ports.port("secantusdb"), LOOPBACK, log_dir=plan.logs
+        plan.data_dir / "mongo",
+        plan.ports.port("secantusdb"),
+        LOOPBACK,
+        log_dir=plan.logs,
+        sync_on_commit=True,
     )
 
 

@@ -129,9 +129,22 @@ class Daemon:
         self.process = None
 
 
-def secantus(storage: Path, port: int, host: str = "127.0.0.1", *, log_dir: Path) -> Daemon:
-    """A single-node replica set (named ``secantus``) on WiredTiger files under ``storage``."""
+def secantus(
+    storage: Path,
+    port: int,
+    host: str = "127.0.0.1",
+    *,
+    log_dir: Path,
+    sync_on_commit: bool = False,
+) -> Daemon:
+    """A single-node replica set (named ``secantus``) on WiredTiger files under ``storage``.
+
+    ``sync_on_commit`` fsyncs its log on every commit. Without it SecantusDB, like mongod with
+    ``j: false``, may lose writes it acknowledged when it dies; a projector that lived on would
+    then trust a position whose rows are gone, and never write them again.
+    """
     storage.mkdir(parents=True, exist_ok=True)
+    durability = ["--sync-on-commit"] if sync_on_commit else []
     return Daemon(
         name="secantusdb",
         argv=[
@@ -144,6 +157,7 @@ def secantus(storage: Path, port: int, host: str = "127.0.0.1", *, log_dir: Path
             str(storage),
             "--log-level",
             "WARNING",
+            *durability,
         ],
         ready=lambda: port_open(host, port),
         log_path=log_dir / "secantusdb.log",
