@@ -5,8 +5,6 @@ session has ended, and no mail goes out a second time."""
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 import threading
 import time
 import uuid
@@ -15,25 +13,13 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.e2e.test_up import REPO, Up, bearer, login, register_and_login, up_env
+from tests.e2e.test_up import Up, bearer, login, operator, register_and_login
 from tests.e2e.test_up_mail import _mails, _wait_for
 
 pytestmark = pytest.mark.e2e
 
 PASSWORD = "correct horse battery"
 RESET = "Reset your taskledger password"
-
-
-def _taskledger(data_dir: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "ops", *args],
-        cwd=REPO,
-        env=up_env(data_dir),
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
 
 
 class Writer(threading.Thread):
@@ -89,7 +75,7 @@ def test_backup_under_load_and_restore_into_a_fresh_data_dir(tmp_path: Path) -> 
         while len(writer.acked) < 20:
             time.sleep(0.05)
         acked_before = list(writer.acked)  # acknowledged before the backup began
-        taken = _taskledger(source, "backup", str(backup))
+        taken = operator(source, "backup", str(backup))
         time.sleep(0.5)
         writer.stop.set()
         writer.join(30)
@@ -97,7 +83,7 @@ def test_backup_under_load_and_restore_into_a_fresh_data_dir(tmp_path: Path) -> 
         acked_all = list(writer.acked)
         assert len(acked_all) > len(acked_before)
 
-        refused = _taskledger(source, "restore", str(backup))
+        refused = operator(source, "restore", str(backup))
         assert refused.returncode == 1
         assert "in use by a running taskledger up" in refused.stderr
         assert refused.stderr.count("\n") == 1
@@ -107,7 +93,7 @@ def test_backup_under_load_and_restore_into_a_fresh_data_dir(tmp_path: Path) -> 
     assert stores["Tasks"]["events"] >= len(acked_before)
     assert manifest["mail_ledger"]["entries"] >= 2 * len(emails)
 
-    put_back = _taskledger(target, "restore", str(backup))
+    put_back = operator(target, "restore", str(backup))
     assert put_back.returncode == 0, put_back.stderr
     with Up(target) as up, httpx.Client(base_url=up.start(), timeout=30) as client:
         # Sessions are gone: the old access token no longer works; the passwords still do.

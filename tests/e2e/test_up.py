@@ -40,6 +40,20 @@ def up_env(data_dir: Path) -> dict[str, str]:
     }
 
 
+def operator(data_dir: Path, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    """A ``taskledger`` command as an operator types it beside ``up``: only the data dir set."""
+    return subprocess.run(
+        [sys.executable, "-m", "ops", *args],
+        cwd=REPO,
+        env=up_env(data_dir),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+        stdin=subprocess.DEVNULL,
+    )
+
+
 def up_argv(port: int) -> list[str]:
     return [sys.executable, "-m", "ops", "up", "--port", str(port)]
 

@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import json
 import signal
-import subprocess
-import sys
 import time
 import uuid
 from pathlib import Path
@@ -15,25 +13,11 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.e2e.test_up import REPO, Up, bearer, register_and_login, up_env
+from tests.e2e.test_up import Up, bearer, operator, register_and_login
 
 pytestmark = pytest.mark.e2e
 
 PROJECTIONS = ("mail_relay", "task_list", "task_stats", "users")
-
-
-def operator(args: list[str], data_dir: Path) -> subprocess.CompletedProcess[str]:
-    """A ``taskledger`` command as an operator types it: only the data dir is set."""
-    return subprocess.run(
-        [sys.executable, "-m", "ops", *args],
-        cwd=REPO,
-        env=up_env(data_dir),
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-        stdin=subprocess.DEVNULL,
-    )
 
 
 def projection_samples(text: str) -> dict[tuple[str, str, str], float]:
@@ -64,14 +48,14 @@ def test_operator_commands_use_the_running_up_and_its_scrape_shows_projection_la
             assert created.status_code == 201, created.text
             task_position = created.json()["position"]
 
-            status = operator(["projections", "status"], data_dir)
+            status = operator(data_dir, "projections", "status")
             assert status.returncode == 0, status.stderr
             for name in PROJECTIONS:
                 assert name in status.stdout
-            letters = operator(["mail", "dead-letters", "list", "--json"], data_dir)
+            letters = operator(data_dir, "mail", "dead-letters", "list", "--json")
             assert letters.returncode == 0, letters.stderr
             assert letters.stdout == ""
-            exported = operator(["events", "export", "--app", "Tasks"], data_dir)
+            exported = operator(data_dir, "events", "export", "--app", "Tasks")
             assert exported.returncode == 0, exported.stderr
             assert created.json()["id"] in exported.stdout
 
@@ -102,7 +86,7 @@ def test_operator_commands_use_the_running_up_and_its_scrape_shows_projection_la
         (["projections", "status"], "TASKLEDGER_MONGO_URL"),
         (["mail", "dead-letters", "list"], "TASKLEDGER_REDIS_URL"),
     ]:
-        refused = operator(args, data_dir)
+        refused = operator(data_dir, *args)
         assert refused.returncode == 3
         assert refused.stderr.splitlines() == [
             f"no taskledger up is running on {data_dir.resolve()}: start one, or set {setting}"
